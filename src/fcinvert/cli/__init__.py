@@ -1,0 +1,49 @@
+"""The command line: thin commands that parse, call one function and print.
+
+Each command group lives in its own module with a ``register(app)`` function. Every
+FcinvertError becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from fcinvert.errors import FcinvertError
+
+app = typer.Typer(
+    name="fcinvert",
+    help="Interatomic force constants from single-crystal inelastic neutron scattering.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_all() -> None:
+    from fcinvert.cli import material, simulate
+
+    for module in (material, simulate):
+        module.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``fcinvert`` command."""
+    _register_all()
+    try:
+        app(standalone_mode=False)
+    except FcinvertError as error:
+        print(f"fcinvert: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except (typer.Exit, SystemExit) as stop:
+        raise stop
+    except Exception as error:  # click's usage errors
+        import click
+
+        if isinstance(error, click.exceptions.ClickException):
+            error.show()
+            sys.exit(2)
+        if isinstance(error, click.exceptions.Abort):
+            sys.exit(130)
+        raise
