@@ -1,0 +1,131 @@
+"""``fcinvert material show|init``: look at a material, or make one from a structure file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fcinvert.physics.fcspace import build_fcspace
+from fcinvert.physics.material import Material, init_material, load_material
+
+console = Console()
+
+
+def material_summary(material: Material) -> dict:
+    """The material as one JSON-ready dict (the contract of ``material show --json``)."""
+    fcspace = build_fcspace(material)
+    reference = material.reference or {}
+    energy = material.energy.centres.tolist() if material.settings.energy else None
+    return {
+        "name": material.name,
+        "folder": str(material.folder),
+        "cell": material.atoms.cell[:].tolist(),
+        "positions": material.atoms.get_scaled_positions().tolist(),
+        "symbols": material.atoms.get_chemical_symbols(),
+        "masses": material.masses.tolist(),
+        "supercell_matrix": material.supercell_matrix.tolist(),
+        "cutoff_A": material.cutoff,
+        "shells": material.settings.shells,
+        "path": {
+            "qpoints": material.path.qpoints.tolist(),
+            "distances": material.path.distances.tolist(),
+            "labels": [[i, label] for i, label in material.path.labels],
+            "breaks": material.path.breaks,
+        },
+        "energy_meV": energy,
+        "resolution": material.settings.resolution.model_dump(),
+        "temperature_K": material.settings.temperature_K,
+        "parameters": [
+            {
+                "name": p.name,
+                "value": reference.get(p.name),
+                "unit": "eV/Å²",
+                "shell": p.shell,
+                "bond_A": list(p.vector),
+                "component": p.component,
+            }
+            for p in fcspace.parameters
+        ],
+        "reference_source": material.reference_info.get("source"),
+    }
+
+
+def show(
+    material: Annotated[str, typer.Argument(help="bundled name (ge, nb), library name or folder")],
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Show a material: cell, path, energy grid and the named FC parameters."""
+    summary = material_summary(load_material(material))
+    if as_json:
+        print(json.dumps(summary))
+        return
+    console.print(f"[bold]{summary['name']}[/bold]  ({summary['folder']})")
+    cell = np.array(summary["cell"])
+    console.print(f"cell (Å): {np.array2string(cell, precision=4)}")
+    console.print(f"atoms: {' '.join(summary['symbols'])}  masses (amu): {summary['masses']}")
+    console.print(
+        f"FC supercell: {summary['supercell_matrix'][0][0]}×{summary['supercell_matrix'][1][1]}"
+        f"×{summary['supercell_matrix'][2][2]}, {summary['shells']} shells, cutoff "
+        f"{summary['cutoff_A']:.3f} Å"
+    )
+    labels = " ".join(f"{label}({i})" for i, label in summary["path"]["labels"])
+    console.print(f"path: {len(summary['path']['qpoints'])} q-points  {labels}")
+    if summary["energy_meV"]:
+        e = summary["energy_meV"]
+        console.print(f"energy: {len(e)} bins, centres {e[0]:.3f} … {e[-1]:.3f} meV")
+    else:
+        console.print("energy: not set yet (run 'fcinvert label')")
+    table = Table(title=f"FC parameters (reference: {summary['reference_source'] or 'none'})")
+    for column in ("#", "name", "shell", "value (eV/Å²)"):
+        table.add_column(column)
+    for i, p in enumerate(summary["parameters"]):
+        value = "—" if p["value"] is None else f"{p['value']:+.5f}"
+        table.add_row(str(i), p["name"], str(p["shell"]), value)
+    console.print(table)
+
+
+def init(
+    structure: Annotated[Path, typer.Argument(help="structure file (POSCAR, CIF, any ase format)")],
+    name: Annotated[str, typer.Option(help="name of the new material")],
+    out: Annotated[Path | None, typer.Option(help="folder (default: the user library)")] = None,
+    shells: Annotated[int, typer.Option(help="neighbour shells with free FCs")] = 5,
+    path_points: Annotated[int, typer.Option(help="q-points on the path")] = 200,
+    emax: Annotated[float | None, typer.Option(help="top of the energy window, meV")] = None,
+    temperature: Annotated[float, typer.Option(help="sample temperature, K")] = 5.0,
+    refuse_conversion: Annotated[
+        bool, typer.Option(help="fail instead of converting a non-standard cell")
+    ] = False,
+) -> None:
+    """Create a material folder from any structure file."""
+    folder, converted = init_material(
+        structure,
+        name,
+        out=out,
+        shells=shells,
+        path_points=path_points,
+        energy_max=emax,
+        temperature=temperature,
+        on_conversion="refuse" if refuse_conversion else "convert",
+    )
+    if converted:
+        console.print("converted the cell to the seekpath standard primitive cell")
+    material = load_material(folder)
+    fcspace = build_fcspace(material)
+    console.print(
+        f"wrote {folder}: {len(material.atoms)} atoms, {fcspace.n_params} free FC parameters "
+        f"({shells} shells, cutoff {material.cutoff:.3f} Å, supercell "
+        f"{material.settings.supercell}³)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Materials: show one, or make one from a structure file.")
+    group.command("show")(show)
+    group.command("init")(init)
+    app.add_typer(group, name="material")

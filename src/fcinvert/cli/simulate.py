@@ -1,0 +1,70 @@
+"""``fcinvert simulate``: the fast-model spectrum of a set of FC parameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from fcinvert.data.spectrum_file import write_spectrum
+from fcinvert.errors import FcinvertError
+from fcinvert.physics.export import write_phonopy_files
+from fcinvert.physics.fcspace import build_fcspace
+from fcinvert.physics.material import load_material
+from fcinvert.report.figures import spectrum_figure
+from fcinvert.simulate import imaginary_modes, simulate_spectrum
+
+console = Console(stderr=True)
+
+
+def read_parameters(path: Path) -> dict[str, float]:
+    """``{"parameters": {name: value}}`` from a JSON file."""
+    try:
+        content = json.loads(path.read_text())
+        values = content["parameters"]
+        return {str(k): float(v) for k, v in values.items()}
+    except FileNotFoundError:
+        raise FcinvertError(f"{path}: no such parameter file") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise FcinvertError(
+            f'{path}: expected {{"parameters": {{name: number, ...}}}} ({error})'
+        ) from None
+
+
+def simulate(
+    material: Annotated[str, typer.Argument(help="material name or folder")],
+    out: Annotated[Path, typer.Option(help="spectrum file to write (HDF5)")],
+    params: Annotated[Path | None, typer.Option(help='JSON {"parameters": {name: value}}')] = None,
+    plot: Annotated[Path | None, typer.Option(help="figure (PNG or SVG)")] = None,
+    export_fc: Annotated[Path | None, typer.Option(help="folder for phonopy files")] = None,
+) -> None:
+    """Simulate I(q, E) on the material's path; parameters not given keep their reference."""
+    loaded = load_material(material)
+    fcspace = build_fcspace(loaded)
+    reference = loaded.require_reference()
+    base = fcspace.theta_from_dict(reference, base=[0.0] * fcspace.n_params)
+    try:
+        theta = fcspace.theta_from_dict(read_parameters(params) if params else {}, base)
+    except FcinvertError as error:
+        raise FcinvertError(f"{params}: {error}") from None
+    spectrum = simulate_spectrum(loaded, fcspace, theta)
+    unstable = imaginary_modes(spectrum)
+    if unstable:
+        console.print(f"[yellow]warning: {unstable} imaginary modes off Γ (unstable FCs)[/yellow]")
+    write_spectrum(out, spectrum, attrs={"parameters": json.dumps(fcspace.as_dict(theta))})
+    console.print(f"wrote {out}: {spectrum.intensity.shape[0]} q × {spectrum.intensity.shape[1]} E")
+    if plot:
+        title = f"{loaded.name}: fast-model I(q, E)"
+        spectrum_figure(loaded.path, spectrum.energy, spectrum.intensity, spectrum.frequencies,
+                        title, plot)
+        console.print(f"wrote {plot}")
+    if export_fc:
+        paths = write_phonopy_files(loaded, fcspace, theta, export_fc)
+        console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate")(simulate)

@@ -1,0 +1,109 @@
+"""The spectrum file contract (HDF5): one I(q, E) map on a list of q-points.
+
+Datasets: ``intensity`` (nq, nE), optional ``error`` (nq, nE), ``energy`` (nE,) meV bin centres,
+``qpoints`` (nq, 3) reduced coordinates of the standard primitive reciprocal basis, optional
+``frequencies`` (nq, n_branches) meV (simulated files). Attributes: ``material``,
+``temperature_K``. NaN marks unmeasured pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from fcinvert import __version__
+from fcinvert.errors import FcinvertError
+from fcinvert.iohelpers import atomic_path
+
+
+@dataclass
+class Spectrum:
+    """I(q, E) on arbitrary q-points and energy bins.
+
+    intensity, error: (nq, nE) (error is one standard deviation, or None); energy: (nE,) meV;
+    qpoints: (nq, 3) reduced; frequencies: (nq, n_branches) meV when simulated, else None.
+    """
+
+    intensity: np.ndarray
+    energy: np.ndarray
+    qpoints: np.ndarray
+    material: str
+    temperature_K: float = 5.0
+    error: np.ndarray | None = None
+    frequencies: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        nq, n_energy = np.shape(self.intensity)
+        if np.shape(self.energy) != (n_energy,) or np.shape(self.qpoints) != (nq, 3):
+            raise FcinvertError(
+                f"spectrum shapes disagree: intensity {np.shape(self.intensity)}, energy "
+                f"{np.shape(self.energy)}, qpoints {np.shape(self.qpoints)}"
+            )
+
+
+def write_spectrum(path: str | Path, spectrum: Spectrum, attrs: dict | None = None) -> None:
+    """Write ``spectrum`` atomically; ``attrs`` adds file attributes (provenance)."""
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as handle:
+        handle.attrs["format"] = "fcinvert-spectrum"
+        handle.attrs["material"] = spectrum.material
+        handle.attrs["temperature_K"] = float(spectrum.temperature_K)
+        handle.attrs["fcinvert_version"] = __version__
+        for key, value in (attrs or {}).items():
+            handle.attrs[key] = value
+        handle.create_dataset("intensity", data=spectrum.intensity, compression="gzip")
+        handle.create_dataset("energy", data=spectrum.energy).attrs["units"] = "meV"
+        handle.create_dataset("qpoints", data=spectrum.qpoints).attrs["units"] = "r.l.u."
+        if spectrum.error is not None:
+            handle.create_dataset("error", data=spectrum.error, compression="gzip")
+        if spectrum.frequencies is not None:
+            handle.create_dataset("frequencies", data=spectrum.frequencies).attrs["units"] = "meV"
+
+
+def read_spectrum(path: str | Path) -> Spectrum:
+    """Read and validate a spectrum file; every problem is one FcinvertError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FcinvertError(f"{path}: no such spectrum file")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError:
+        raise FcinvertError(f"{path}: not a readable HDF5 file (truncated or another format)") from None
+    with handle:
+        missing = [key for key in ("intensity", "energy", "qpoints") if key not in handle]
+        if missing:
+            raise FcinvertError(f"{path}: not a spectrum file (missing {', '.join(missing)})")
+        try:
+            intensity = np.asarray(handle["intensity"][()], dtype=float)
+            energy = np.asarray(handle["energy"][()], dtype=float)
+            qpoints = np.asarray(handle["qpoints"][()], dtype=float)
+            error = np.asarray(handle["error"][()], dtype=float) if "error" in handle else None
+            frequencies = (
+                np.asarray(handle["frequencies"][()], dtype=float) if "frequencies" in handle else None
+            )
+        except (OSError, ValueError, TypeError) as problem:
+            raise FcinvertError(f"{path}: unreadable dataset ({problem})") from None
+        material = _text(handle.attrs.get("material", ""))
+        temperature = float(handle.attrs.get("temperature_K", np.nan))
+    if intensity.ndim != 2:
+        raise FcinvertError(f"{path}: intensity must be 2-D (nq, nE), got shape {intensity.shape}")
+    nq, n_energy = intensity.shape
+    if energy.shape != (n_energy,):
+        raise FcinvertError(f"{path}: energy has shape {energy.shape}, expected ({n_energy},)")
+    if qpoints.shape != (nq, 3):
+        raise FcinvertError(f"{path}: qpoints has shape {qpoints.shape}, expected ({nq}, 3)")
+    if error is not None and error.shape != intensity.shape:
+        raise FcinvertError(f"{path}: error has shape {error.shape}, expected {intensity.shape}")
+    if not np.all(np.isfinite(energy)) or np.any(np.diff(energy) <= 0):
+        raise FcinvertError(f"{path}: energy bins must be finite and increasing")
+    if not np.all(np.isfinite(qpoints)):
+        raise FcinvertError(f"{path}: qpoints contain non-finite values")
+    if not np.any(np.isfinite(intensity)):
+        raise FcinvertError(f"{path}: every intensity pixel is NaN (nothing measured)")
+    return Spectrum(intensity, energy, qpoints, material, temperature, error, frequencies)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
