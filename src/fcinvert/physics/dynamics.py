@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from phonopy.physical_units import get_physical_units
 
 from fcinvert.physics.fcspace import FCSpace
+
+if TYPE_CHECKING:  # torch is imported only when the differentiable twin is used
+    import torch
 
 UNITS = get_physical_units()
 #: meV per sqrt(eV/Å²/amu): phonopy's own factor, so frequencies agree with phonopy exactly.
@@ -62,6 +66,8 @@ class DynamicsBasis:
         return eigenvalues_to_mev(values), vectors
 
     def torch(self) -> TorchDynamics:
+        import torch
+
         return TorchDynamics(torch.from_numpy(self.matrices))
 
 
@@ -74,10 +80,14 @@ class TorchDynamics:
     """The torch twin of DynamicsBasis.frequencies, differentiable in θ."""
 
     def __init__(self, matrices: torch.Tensor) -> None:
+        import torch
+
         self.matrices = matrices.to(torch.complex128)
 
     def frequencies(self, theta: torch.Tensor) -> torch.Tensor:
         """ħω (meV) for θ (..., n_params) float64: (..., nq, 3n)."""
+        import torch
+
         matrices = torch.einsum("...p,pqij->...qij", theta.to(self.matrices.dtype), self.matrices)
         values = torch.linalg.eigvalsh(matrices)
         magnitude = torch.sqrt(values.abs().clamp_min(1e-300))

@@ -108,7 +108,11 @@ class FCSpace:
 
 
 def phonopy_for(material: Material) -> Phonopy:
-    """A phonopy object for the material's primitive cell and FC supercell (no FCs set)."""
+    """A phonopy object for the material's primitive cell and FC supercell (no FCs set).
+
+    primitive_matrix="P": the unit cell IS the primitive cell (phonopy 4 would otherwise pick its
+    own primitive basis, breaking the q convention).
+    """
     atoms = material.atoms
     unitcell = PhonopyAtoms(
         symbols=atoms.get_chemical_symbols(),
@@ -116,7 +120,7 @@ def phonopy_for(material: Material) -> Phonopy:
         scaled_positions=atoms.get_scaled_positions(),
         masses=material.masses,
     )
-    return Phonopy(unitcell, supercell_matrix=material.supercell_matrix, primitive_matrix=None)
+    return Phonopy(unitcell, supercell_matrix=material.supercell_matrix, primitive_matrix="P")
 
 
 def build_fcspace(material: Material, cache: bool = True) -> FCSpace:

@@ -21,7 +21,7 @@ import seekpath
 import spglib
 from ase import Atoms
 from ase.io import read as ase_read
-from phonopy.structure.atoms import atom_data, symbol_map
+from phonopy.structure.atomic_data import get_atomic_data
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fcinvert.errors import FcinvertError
@@ -350,7 +350,8 @@ def cubic_lattice_parameter(atoms: Atoms) -> float | None:
 
 def phonopy_masses(symbols: list[str]) -> list[float]:
     """phonopy's standard atomic masses (amu), so exported files reproduce our numbers."""
-    return [float(atom_data[symbol_map[s]][3]) for s in symbols]
+    data = get_atomic_data()
+    return [float(data.atom_data[data.symbol_map[s]][3]) for s in symbols]
 
 
 def energy_window_for(highest_frequency: float, path_points: int) -> EnergySettings:

@@ -1,0 +1,509 @@
+"""One Lightning loop trains both inverters: β-VAE then frozen-encoder regressor, or ResNet-18.
+
+``train_model(data, out, config)`` runs the stages of an architecture (``vae`` → ``regressor``,
+or ``resnet``) with the same ``Trainer`` set-up: a seeded validation split of the training
+spectra, AdamW with learning-rate halving on plateaus, early stopping on the validation loss,
+a checkpoint after every epoch (and every ``checkpoint_every`` steps), and a per-epoch CSV log
+(``out/logs/<stage>.csv``). Randomness comes only from the seed: the epoch order from
+(seed, epoch), latent and augmentation noise from (seed, stage, global step), so a run killed
+and resumed from its checkpoint gives the same weights as an uninterrupted one. Re-running the
+same command resumes; finished stages are skipped. CPU by default, a GPU when there is one.
+
+When the stages are done the best weights (lowest validation loss) go into a model bundle in
+``out`` (see ``bundle``), evaluated on the dataset's test split (R² and MAE per parameter), and
+the checkpoints are deleted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Subset
+
+from fcinvert import __version__
+from fcinvert.errors import FcinvertError
+from fcinvert.iohelpers import atomic_path, atomic_write_text
+from fcinvert.models.augment import AugmentConfig, augment
+from fcinvert.models.bundle import (
+    CONFIG_NAME,
+    BundleConfig,
+    EnergyConfig,
+    ModelBundle,
+    build_networks,
+    round_to_storage,
+    save_bundle,
+)
+from fcinvert.models.datasource import (
+    ArraySpectra,
+    DatasetInfo,
+    EpochShuffle,
+    RenderedSpectra,
+    read_dataset_info,
+    read_split,
+    split_indices,
+)
+from fcinvert.models.preprocess import TargetScaler, prepare_input
+from fcinvert.models.regressor import RegressorConfig
+from fcinvert.models.resnet import ResNetConfig, load_torchvision_weights
+from fcinvert.models.vae import SpectrumVAE, VAEConfig, vae_loss
+
+WORK = "checkpoints"
+LOGS = "logs"
+STAGES = {"vae": ("vae", "regressor"), "resnet": ("resnet",)}
+#: settings that may change between a killed run and its resumption
+RESUMABLE_CHANGES = {"epochs", "regressor_epochs", "patience", "accelerator", "checkpoint_every"}
+
+
+class TrainConfig(BaseModel):
+    """Everything that decides a training run (recorded in the bundle)."""
+
+    model_config = ConfigDict(extra="forbid")
+    architecture: Literal["vae", "resnet"]
+    epochs: int = Field(default=100, gt=0, description="VAE or ResNet epochs (at most)")
+    regressor_epochs: int = Field(default=200, gt=0, description="regressor epochs (at most)")
+    batch_size: int = Field(default=64, gt=0)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    val_fraction: float = Field(default=0.1, gt=0, lt=1)
+    patience: int = Field(default=10, gt=0, description="epochs without improvement before stop")
+    seed: int = 0
+    mask_channel: bool = False
+    render: bool = Field(default=False, description="render spectra from θ on the fly")
+    limit: int | None = Field(default=None, gt=1, description="use the first N train spectra")
+    checkpoint_every: int | None = Field(default=None, gt=0, description="also every N steps")
+    accelerator: str = "auto"
+    test_samples: int = Field(default=100, gt=0, description="latent samples in the test scores")
+    vae: VAEConfig = VAEConfig()
+    regressor: RegressorConfig = RegressorConfig()
+    resnet: ResNetConfig = ResNetConfig()
+    augment: AugmentConfig = AugmentConfig()
+
+
+@dataclass
+class TrainingResult:
+    """The trained bundle (already saved in ``folder``) and per-stage summaries."""
+
+    bundle: ModelBundle
+    folder: Path
+    stages: dict[str, dict]
+
+
+class _Stage(L.LightningModule):
+    """What the stages share: seeded noise, the input rule, augmentation, the optimiser."""
+
+    def __init__(self, network: nn.Module, config: TrainConfig, stage: str) -> None:
+        super().__init__()
+        self.network = network
+        self.config = config
+        self.stage_seed = [config.seed, sum(map(ord, stage))]
+
+    def _generator(self, validation_batch: int | None = None) -> torch.Generator:
+        step = self.global_step if validation_batch is None else 10**9 + validation_batch
+        key = np.random.SeedSequence([*self.stage_seed, step]).generate_state(1, np.uint64)[0]
+        return torch.Generator(device=self.device).manual_seed(int(key) >> 1)
+
+    def _inputs(self, spectra: torch.Tensor, generator: torch.Generator, train: bool):
+        """(network input, clean prepared input): augmented in training when switched on."""
+        clean = prepare_input(spectra, self.config.mask_channel)
+        if train and self.config.augment.active:
+            noisy = augment(spectra, self.config.augment, generator)
+            return prepare_input(noisy, self.config.mask_channel), clean
+        return clean, clean
+
+    def training_step(self, batch, batch_index: int) -> torch.Tensor:
+        losses = self._losses(batch, self._generator(), train=True)
+        for name, value in losses.items():
+            self.log(f"train_{name}", value, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        return losses["loss"]
+
+    def validation_step(self, batch, batch_index: int) -> None:
+        losses = self._losses(batch, self._generator(batch_index), train=False)
+        for name, value in losses.items():
+            self.log(
+                f"val_{name}",
+                value,
+                on_epoch=True,
+                prog_bar=name == "loss",
+                batch_size=len(batch[0]),
+            )
+
+    def configure_optimizers(self):
+        trainable = [p for p in self.network.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            trainable, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+        )
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.5, patience=max(1, self.config.patience // 3)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss"},
+        }
+
+    def _losses(self, batch, generator: torch.Generator, train: bool) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class VAEStage(_Stage):
+    """β-VAE: reconstruct the clean prepared spectrum from the (possibly augmented) input."""
+
+    def _losses(self, batch, generator, train):
+        spectra, _ = batch
+        x, clean = self._inputs(spectra, generator, train)
+        noise = torch.randn(len(x), self.config.vae.latent, generator=generator, device=x.device)
+        reconstruction, mu, log_var = self.network(x, noise)
+        loss, squared, kl = vae_loss(reconstruction, clean[:, 0], mu, log_var, self.config.vae.beta)
+        return {"loss": loss, "reconstruction": squared, "kl": kl}
+
+
+class RegressorStage(_Stage):
+    """Regressor on latent samples of the frozen encoder → standardised θ (mean squared error)."""
+
+    def __init__(self, network, config, stage, vae: SpectrumVAE, scaler: TargetScaler) -> None:
+        super().__init__(network, config, stage)
+        self.vae = vae.eval().requires_grad_(False)
+        self.register_buffer("target_mean", torch.as_tensor(scaler.mean, dtype=torch.float32))
+        self.register_buffer("target_std", torch.as_tensor(scaler.std, dtype=torch.float32))
+
+    def _losses(self, batch, generator, train):
+        spectra, theta = batch
+        x, _ = self._inputs(spectra, generator, train)
+        with torch.no_grad():
+            mu, log_var = self.vae.encode(x)
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device)
+            z = mu + torch.exp(0.5 * log_var) * noise
+        target = (theta - self.target_mean) / self.target_std
+        return {"loss": F.mse_loss(self.network(z), target)}
+
+
+class ResNetStage(_Stage):
+    """ResNet-18 → standardised θ (mean squared error)."""
+
+    def __init__(self, network, config, stage, scaler: TargetScaler) -> None:
+        super().__init__(network, config, stage)
+        self.register_buffer("target_mean", torch.as_tensor(scaler.mean, dtype=torch.float32))
+        self.register_buffer("target_std", torch.as_tensor(scaler.std, dtype=torch.float32))
+
+    def _losses(self, batch, generator, train):
+        spectra, theta = batch
+        x, _ = self._inputs(spectra, generator, train)
+        target = (theta - self.target_mean) / self.target_std
+        return {"loss": F.mse_loss(self.network(x), target)}
+
+
+class StageRecord(Callback):
+    """Keeps the best weights (safetensors), the wall time and the per-epoch CSV log of a stage;
+    its state is part of the checkpoint, so all three survive a kill and resume."""
+
+    def __init__(self, folder: Path, log_file: Path) -> None:
+        self.folder = folder
+        self.log_file = log_file
+        self.best = math.inf
+        self.best_epoch = -1
+        self.elapsed = 0.0
+        self.started_at_epoch = 0
+        self._clock = 0.0
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "elapsed": self.elapsed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self.elapsed = float(state["elapsed"])
+
+    def on_train_start(self, trainer, module) -> None:
+        self.started_at_epoch = trainer.current_epoch
+        if self.log_file.exists():  # drop epochs the checkpoint does not hold (killed mid-way)
+            with self.log_file.open(newline="") as handle:
+                rows = [
+                    r for r in csv.DictReader(handle) if int(r["epoch"]) < trainer.current_epoch
+                ]
+            self._write(rows, "w")
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self._clock = time.perf_counter()
+
+    def on_validation_end(self, trainer, module) -> None:
+        if trainer.sanity_checking:
+            return
+        value = float(trainer.callback_metrics["val_loss"])
+        if value < self.best:
+            self.best, self.best_epoch = value, trainer.current_epoch
+            state = {
+                k: v.detach().cpu().contiguous() for k, v in module.network.state_dict().items()
+            }
+            with atomic_path(self.folder / "best.safetensors") as temporary:
+                save_file(state, str(temporary))
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        self.elapsed += time.perf_counter() - self._clock
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        row = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "elapsed_s": round(self.elapsed, 3),
+            **{k: metrics[k] for k in sorted(metrics)},
+        }
+        self._write([row], "a")
+
+    def _write(self, rows: list[dict], mode: str) -> None:
+        fresh = mode == "w" or not self.log_file.exists()
+        if not rows and not fresh:
+            return
+        fields = list(rows[0]) if rows else ["epoch"]
+        with self.log_file.open("w" if fresh else "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+            if fresh:
+                writer.writeheader()
+            writer.writerows(rows)
+
+
+def train_model(
+    data: str | Path,
+    out: str | Path,
+    config: TrainConfig,
+    material: str | None = None,
+    pretrained: str | Path | None = None,
+    progress: bool = True,
+) -> TrainingResult:
+    """Train ``config.architecture`` on the dataset file ``data``; the bundle goes into ``out``.
+
+    ``material`` (a name), when given, must be the dataset's. ``pretrained``: a torchvision
+    resnet18 state dict to start the ResNet from (ImageNet transfer). Re-running with the same
+    ``out`` resumes a killed run.
+    """
+    out = Path(out)
+    info = read_dataset_info(data)
+    if material is not None and material != info.material:
+        raise FcinvertError(f"{data}: a dataset for '{info.material}', not '{material}'")
+    if (out / CONFIG_NAME).exists():
+        raise FcinvertError(f"{out}: already holds a trained model; choose another --out")
+    if pretrained is not None and config.architecture != "resnet":
+        raise FcinvertError("--pretrained applies to the ResNet only")
+    work = out / WORK
+    _check_resumable(work / "train_config.json", config)
+    (out / LOGS).mkdir(parents=True, exist_ok=True)
+
+    train_set = _split_dataset(info, "train", config, config.limit)
+    scaler = TargetScaler.fit(train_set.targets.numpy())
+    fit_idx, val_idx = split_indices(len(train_set), config.val_fraction, config.seed)
+    loaders = (
+        DataLoader(
+            Subset(train_set, fit_idx),
+            batch_size=config.batch_size,
+            sampler=EpochShuffle(np.arange(len(fit_idx)), config.seed),
+        ),
+        DataLoader(Subset(train_set, val_idx), batch_size=max(config.batch_size, 256)),
+    )
+    bundle_config = _bundle_config(info, config, scaler)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    networks = build_networks(bundle_config)
+    if pretrained is not None:
+        description = load_torchvision_weights(networks["resnet"], pretrained)
+        bundle_config.resnet = bundle_config.resnet.model_copy(update={"pretrained": description})
+
+    summaries: dict[str, dict] = {}
+    for stage in STAGES[config.architecture]:
+        module = _stage_module(stage, networks, config, scaler)
+        summaries[stage] = _run_stage(stage, module, loaders, work, out / LOGS, config, progress)
+        networks[stage].eval()
+
+    round_to_storage(networks)
+    bundle = ModelBundle(bundle_config, networks)
+    bundle_config.training = _summary(info, config, summaries, len(fit_idx), len(val_idx))
+    if "test" in info.sizes:
+        bundle_config.training["test"] = evaluate(bundle, info, config)
+    save_bundle(bundle, out)
+    shutil.rmtree(work)
+    return TrainingResult(bundle, out, summaries)
+
+
+def evaluate(bundle: ModelBundle, info: DatasetInfo, config: TrainConfig) -> dict:
+    """R² and MAE (eV/Å²) per selected parameter on the test split, with the VAE's
+    ``test_samples`` latent draws per spectrum (the ResNet is deterministic)."""
+    spectra, truth = _split_dataset(info, "test", config, limit=None).arrays()
+    truth = truth.astype(float)
+    predicted = bundle.predict(spectra, n_samples=config.test_samples, seed=config.seed).mean
+    residual = ((truth - predicted) ** 2).sum(axis=0)
+    spread = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
+    r2 = 1.0 - residual / np.where(spread > 0, spread, np.nan)
+    mae = np.abs(truth - predicted).mean(axis=0)
+    return {
+        "spectra": len(truth),
+        "r2": dict(zip(bundle.config.selected, np.round(r2, 5).tolist(), strict=True)),
+        "mae_eV_A2": dict(zip(bundle.config.selected, np.round(mae, 6).tolist(), strict=True)),
+    }
+
+
+def _split_dataset(
+    info: DatasetInfo, split: str, config: TrainConfig, limit: int | None
+) -> ArraySpectra | RenderedSpectra:
+    spectra, theta = read_split(info, split, spectra=not config.render, limit=limit)
+    if not config.render:
+        return ArraySpectra(spectra, theta[:, info.selected])
+    return RenderedSpectra(theta, info.selected, _dynamics(info), info.energy)
+
+
+def _dynamics(info: DatasetInfo):
+    from fcinvert.physics.dynamics import dynamics_basis
+    from fcinvert.physics.fcspace import build_fcspace
+    from fcinvert.physics.material import load_material
+
+    fcspace = build_fcspace(load_material(info.material))
+    if fcspace.names != info.parameter_names:
+        raise FcinvertError(f"{info.path}: its parameters are not those of '{info.material}'")
+    return dynamics_basis(fcspace, info.qpoints)
+
+
+def _bundle_config(info: DatasetInfo, config: TrainConfig, scaler: TargetScaler) -> BundleConfig:
+    vae = config.architecture == "vae"
+    return BundleConfig(
+        architecture=config.architecture,
+        material=info.material,
+        qpoints=[tuple(q) for q in info.qpoints.tolist()],
+        energy=EnergyConfig(
+            centres=info.energy.centres.tolist(),
+            width=info.energy.width,
+            fwhm0=info.energy.fwhm0,
+            slope=info.energy.slope,
+        ),
+        parameter_names=info.parameter_names,
+        selected=info.selected_names,
+        reference=info.reference.tolist(),
+        target_mean=scaler.mean.tolist(),
+        target_std=scaler.std.tolist(),
+        mask_channel=config.mask_channel,
+        vae=config.vae if vae else None,
+        regressor=config.regressor if vae else None,
+        resnet=None if vae else config.resnet,
+    )
+
+
+def _stage_module(stage: str, networks, config: TrainConfig, scaler: TargetScaler) -> _Stage:
+    if stage == "vae":
+        return VAEStage(networks["vae"], config, stage)
+    if stage == "regressor":
+        return RegressorStage(networks["regressor"], config, stage, networks["vae"], scaler)
+    return ResNetStage(networks["resnet"], config, stage, scaler)
+
+
+def _run_stage(
+    stage: str,
+    module: _Stage,
+    loaders: tuple[DataLoader, DataLoader],
+    work: Path,
+    logs: Path,
+    config: TrainConfig,
+    progress: bool,
+) -> dict:
+    """Fit one stage (resuming from its checkpoint), then load its best weights."""
+    folder = work / stage
+    done = folder / "done.json"
+    best = folder / "best.safetensors"
+    if done.exists():
+        module.network.load_state_dict(load_file(best))
+        return json.loads(done.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    record = StageRecord(folder, logs / f"{stage}.csv")
+    epoch_checkpoint = ModelCheckpoint(
+        dirpath=folder,
+        filename="last",
+        save_top_k=1,
+        enable_version_counter=False,
+        save_on_train_epoch_end=True,
+    )
+    callbacks: list[Callback] = [
+        record,
+        EarlyStopping(monitor="val_loss", patience=config.patience, mode="min"),
+        epoch_checkpoint,
+    ]
+    if config.checkpoint_every:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=folder,
+                filename="steps",
+                save_top_k=1,
+                enable_version_counter=False,
+                every_n_train_steps=config.checkpoint_every,
+            )
+        )
+    if progress:
+        callbacks.append(RichProgressBar(leave=True))
+    epochs = config.regressor_epochs if stage == "regressor" else config.epochs
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator=config.accelerator,
+        devices=1,
+        deterministic="warn",
+        logger=False,
+        callbacks=callbacks,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=folder,
+    )
+    resume = _latest_checkpoint(folder)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*_set_sampler_epoch.*|.*deterministic.*")
+        trainer.fit(module, *loaders, ckpt_path=resume)
+    module.network.load_state_dict(load_file(best))
+    summary = {
+        "epochs": trainer.current_epoch,
+        "best_epoch": record.best_epoch,
+        "best_val_loss": record.best,
+        "stopped_early": trainer.current_epoch < epochs,
+        "wall_s": round(record.elapsed, 1),
+        "resumed_from_epoch": record.started_at_epoch if resume else None,
+        "device": str(trainer.strategy.root_device),
+    }
+    atomic_write_text(done, json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _latest_checkpoint(folder: Path) -> Path | None:
+    found = [p for p in (folder / "last.ckpt", folder / "steps.ckpt") if p.exists()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def _check_resumable(path: Path, config: TrainConfig) -> None:
+    current = config.model_dump(mode="json")
+    if path.exists():
+        previous = json.loads(path.read_text())
+        changed = {k for k in current if current[k] != previous.get(k)} - RESUMABLE_CHANGES
+        if changed:
+            raise FcinvertError(
+                f"{path.parent.parent}: holds an interrupted run with other settings "
+                f"({', '.join(sorted(changed))}); resume it unchanged or choose another --out"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(current, indent=1) + "\n")
+
+
+def _summary(info: DatasetInfo, config: TrainConfig, stages: dict, n_fit: int, n_val: int) -> dict:
+    return {
+        "dataset": str(info.path.resolve()),
+        "train_spectra": n_fit,
+        "validation_spectra": n_val,
+        "config": config.model_dump(mode="json"),
+        "stages": stages,
+        "fcinvert_version": __version__,
+        "torch_version": torch.__version__,
+    }
