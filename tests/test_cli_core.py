@@ -20,7 +20,11 @@ from fcinvert.physics.dynamics import FREQUENCY_TO_MEV
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "fcinvert", *args],
-        capture_output=True, text=True, cwd=cwd, env=os.environ.copy(), check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=os.environ.copy(),
+        check=False,
     )
 
 
@@ -36,8 +40,16 @@ def test_show_json_contract():
     result = run("material", "show", "ge", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    for key in ("name", "cell", "positions", "symbols", "masses", "path", "energy_meV",
-                "parameters"):
+    for key in (
+        "name",
+        "cell",
+        "positions",
+        "symbols",
+        "masses",
+        "path",
+        "energy_meV",
+        "parameters",
+    ):
         assert key in summary
     assert np.shape(summary["path"]["qpoints"]) == (200, 3)
     assert len(summary["energy_meV"]) == 100
@@ -49,14 +61,27 @@ def test_simulate_writes_spectrum_figure_and_phonopy_files(tmp_path):
     params = tmp_path / "p.json"
     params.write_text(json.dumps({"parameters": {"shell1_(0.25,0.25,0.25)_xx": -3.9}}))
     out, figure, folder = tmp_path / "s.h5", tmp_path / "s.png", tmp_path / "fc"
-    result = run("simulate", "ge", "--params", str(params), "--out", str(out), "--plot",
-                 str(figure), "--export-fc", str(folder))
+    result = run(
+        "simulate",
+        "ge",
+        "--params",
+        str(params),
+        "--out",
+        str(out),
+        "--plot",
+        str(figure),
+        "--export-fc",
+        str(folder),
+    )
     assert result.returncode == 0, result.stderr
     spectrum = read_spectrum(out)
     assert spectrum.intensity.shape == (200, 100) and figure.stat().st_size > 10_000
-    phonon = phonopy.load(folder / "phonopy_disp.yaml",
-                          force_constants_filename=folder / "FORCE_CONSTANTS",
-                          produce_fc=False, symmetrize_fc=False)
+    phonon = phonopy.load(
+        folder / "phonopy_disp.yaml",
+        force_constants_filename=folder / "FORCE_CONSTANTS",
+        produce_fc=False,
+        symmetrize_fc=False,
+    )
     phonon.run_qpoints(spectrum.qpoints)
     theirs = phonon.qpoints.frequencies * FREQUENCY_TO_MEV / phonon.unit_conversion_factor
     assert np.allclose(theirs, spectrum.frequencies, rtol=1e-8, atol=1e-5)
@@ -65,12 +90,15 @@ def test_simulate_writes_spectrum_figure_and_phonopy_files(tmp_path):
 def test_unknown_or_nan_parameter_is_refused_and_nothing_written(tmp_path):
     out = tmp_path / "s.h5"
     out.write_text("previous result")
-    for values, fragment in (({"shell9_bogus": 1.0}, "unknown parameter 'shell9_bogus'"),
-                             ({"shell1_(0.25,0.25,0.25)_xx": float("nan")}, "not a finite")):
+    for values, fragment in (
+        ({"shell9_bogus": 1.0}, "unknown parameter 'shell9_bogus'"),
+        ({"shell1_(0.25,0.25,0.25)_xx": float("nan")}, "not a finite"),
+    ):
         params = tmp_path / "p.json"
         params.write_text(json.dumps({"parameters": values}))
-        assert_one_line_error(run("simulate", "ge", "--params", str(params), "--out", str(out)),
-                              str(params), fragment)
+        assert_one_line_error(
+            run("simulate", "ge", "--params", str(params), "--out", str(out)), str(params), fragment
+        )
         assert out.read_text() == "previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json", "s.h5"]
 
@@ -106,8 +134,10 @@ def test_bad_spectrum_files(tmp_path):
         handle["data"] = np.zeros(3)
     from fcinvert.errors import FcinvertError
 
-    for path, fragment in ((truncated, "not a readable HDF5"),
-                           (tmp_path / "foreign.h5", "missing intensity")):
+    for path, fragment in (
+        (truncated, "not a readable HDF5"),
+        (tmp_path / "foreign.h5", "missing intensity"),
+    ):
         with pytest.raises(FcinvertError, match=fragment):
             read_spectrum(path)
 

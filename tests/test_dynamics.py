@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -51,7 +53,7 @@ def test_acoustic_sum_rule_and_gamma(name, request):
 
 def _degeneracy_pattern(frequencies, tol=1e-6):
     groups, count = [], 1
-    for a, b in zip(frequencies[:-1], frequencies[1:], strict=True):
+    for a, b in itertools.pairwise(frequencies):
         if abs(b - a) < tol:
             count += 1
         else:
@@ -80,8 +82,10 @@ def test_niobium_degeneracies(nb):
 
 
 def test_high_symmetry_labels_sit_where_expected(ge, nb):
-    for material, expected in ((ge[0], {"X": [0.5, 0, 0.5], "L": [0.5, 0.5, 0.5]}),
-                               (nb[0], {"H": [0.5, -0.5, 0.5], "P": [0.25, 0.25, 0.25]})):
+    for material, expected in (
+        (ge[0], {"X": [0.5, 0, 0.5], "L": [0.5, 0.5, 0.5]}),
+        (nb[0], {"H": [0.5, -0.5, 0.5], "P": [0.25, 0.25, 0.25]}),
+    ):
         lookup = {label: material.path.qpoints[i] for i, label in material.path.labels}
         for label, q in expected.items():
             assert np.allclose(lookup[label], q)

@@ -66,8 +66,10 @@ def test_export_loads_in_phonopy_with_the_same_frequencies(ge, tmp_path):
     theta = reference_theta(material, fcspace) * 1.05
     paths = write_phonopy_files(material, fcspace, theta, tmp_path)
     phonon = phonopy.load(
-        paths["phonopy_yaml"], force_constants_filename=paths["force_constants"],
-        produce_fc=False, symmetrize_fc=False,
+        paths["phonopy_yaml"],
+        force_constants_filename=paths["force_constants"],
+        produce_fc=False,
+        symmetrize_fc=False,
     )
     q = material.path.qpoints[::9]
     phonon.run_qpoints(q)

@@ -58,8 +58,9 @@ def simulate(
     console.print(f"wrote {out}: {spectrum.intensity.shape[0]} q × {spectrum.intensity.shape[1]} E")
     if plot:
         title = f"{loaded.name}: fast-model I(q, E)"
-        spectrum_figure(loaded.path, spectrum.energy, spectrum.intensity, spectrum.frequencies,
-                        title, plot)
+        spectrum_figure(
+            loaded.path, spectrum.energy, spectrum.intensity, spectrum.frequencies, title, plot
+        )
         console.print(f"wrote {plot}")
     if export_fc:
         paths = write_phonopy_files(loaded, fcspace, theta, export_fc)

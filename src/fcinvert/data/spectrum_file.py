@@ -70,7 +70,9 @@ def read_spectrum(path: str | Path) -> Spectrum:
     try:
         handle = h5py.File(path, "r")
     except OSError:
-        raise FcinvertError(f"{path}: not a readable HDF5 file (truncated or another format)") from None
+        raise FcinvertError(
+            f"{path}: not a readable HDF5 file (truncated or another format)"
+        ) from None
     with handle:
         missing = [key for key in ("intensity", "energy", "qpoints") if key not in handle]
         if missing:
@@ -81,7 +83,9 @@ def read_spectrum(path: str | Path) -> Spectrum:
             qpoints = np.asarray(handle["qpoints"][()], dtype=float)
             error = np.asarray(handle["error"][()], dtype=float) if "error" in handle else None
             frequencies = (
-                np.asarray(handle["frequencies"][()], dtype=float) if "frequencies" in handle else None
+                np.asarray(handle["frequencies"][()], dtype=float)
+                if "frequencies" in handle
+                else None
             )
         except (OSError, ValueError, TypeError) as problem:
             raise FcinvertError(f"{path}: unreadable dataset ({problem})") from None

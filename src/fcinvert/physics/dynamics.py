@@ -8,13 +8,13 @@ A torch twin gives the same numbers with autograd, for refinement and sensitivit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 from phonopy.physical_units import get_physical_units
 
+from fcinvert.physics.blocks import BlockedEigenvalues
 from fcinvert.physics.fcspace import FCSpace
 
 if TYPE_CHECKING:  # torch is imported only when the differentiable twin is used
@@ -25,6 +25,8 @@ UNITS = get_physical_units()
 FREQUENCY_TO_MEV = UNITS.DefaultToTHz * UNITS.THzToEv * 1000.0
 #: Frequencies below this (meV) mark a dynamically unstable FC set.
 UNSTABLE_BELOW = -0.1
+#: From this batch size on, the symmetry-blocked solver (set up once, ~0.3 s) is used.
+BLOCKED_FROM = 32
 
 
 @dataclass
@@ -37,6 +39,7 @@ class DynamicsBasis:
 
     qpoints: np.ndarray
     matrices: np.ndarray
+    _blocked: BlockedEigenvalues | None = field(default=None, repr=False)
 
     @property
     def n_branches(self) -> int:
@@ -51,17 +54,24 @@ class DynamicsBasis:
 
     def frequencies(self, theta: np.ndarray, chunk: int = 256) -> np.ndarray:
         """ħω (meV) for θ (n_params,) or (B, n_params): (nq, 3n) or (B, nq, 3n), ascending;
-        imaginary modes are negative."""
+        imaginary modes are negative. Large batches use the symmetry-blocked solver (same
+        numbers to ~1e-12 relative, ~10× faster for Ge), small ones a dense eigen-solve."""
         theta = np.asarray(theta, dtype=float)
         batch = np.atleast_2d(theta)
+        if len(batch) >= BLOCKED_FROM and self._blocked is None:
+            self._blocked = BlockedEigenvalues(self.matrices)
         out = np.empty((len(batch), len(self.qpoints), self.n_branches))
         for start in range(0, len(batch), chunk):
-            matrices = self.dynamical_matrices(batch[start : start + chunk])
-            out[start : start + chunk] = eigenvalues_to_mev(np.linalg.eigvalsh(matrices))
+            part = batch[start : start + chunk]
+            if len(batch) >= BLOCKED_FROM:
+                values = self._blocked(part)
+            else:
+                values = np.linalg.eigvalsh(self.dynamical_matrices(part))
+            out[start : start + chunk] = eigenvalues_to_mev(values)
         return out[0] if theta.ndim == 1 else out
 
     def modes(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """ħω (nq, 3n) meV and eigenvectors (nq, 3n, 3n) (columns, phonopy's convention) of one θ."""
+        """ħω (nq, 3n) meV and eigenvectors (nq, 3n, 3n), columns, phonopy convention, of one θ."""
         values, vectors = np.linalg.eigh(self.dynamical_matrices(theta)[0])
         return eigenvalues_to_mev(values), vectors
 
@@ -124,9 +134,13 @@ class StabilityCheck:
     mesh: DynamicsBasis
 
     @classmethod
-    def build(cls, fcspace: FCSpace, path_qpoints: np.ndarray, divisions: int = 6) -> StabilityCheck:
-        return cls(dynamics_basis(fcspace, path_qpoints),
-                   dynamics_basis(fcspace, stability_mesh(divisions)))
+    def build(
+        cls, fcspace: FCSpace, path_qpoints: np.ndarray, divisions: int = 6
+    ) -> StabilityCheck:
+        return cls(
+            dynamics_basis(fcspace, path_qpoints),
+            dynamics_basis(fcspace, stability_mesh(divisions)),
+        )
 
     def lowest(self, theta: np.ndarray) -> np.ndarray:
         """Lowest frequency (meV) off Γ over path and mesh, per θ row: (B,)."""

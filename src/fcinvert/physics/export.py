@@ -1,4 +1,4 @@
-"""θ → files that phonopy and Euphonic load unchanged: POSCAR, FORCE_CONSTANTS, phonopy_disp.yaml."""
+"""θ → files that phonopy and Euphonic load unchanged."""
 
 from __future__ import annotations
 

@@ -135,8 +135,13 @@ def build_fcspace(material: Material, cache: bool = True) -> FCSpace:
         parameters = [
             Parameter(str(n), int(s), tuple(float(x) for x in v), str(c), (int(a), int(b)))
             for n, s, v, c, a, b in zip(
-                meta["name"], meta["shell"], meta["vector"], meta["component"], meta["a"],
-                meta["b"], strict=True,
+                meta["name"],
+                meta["shell"],
+                meta["vector"],
+                meta["component"],
+                meta["a"],
+                meta["b"],
+                strict=True,
             )
         ]
         return FCSpace(parameters, basis, phonon)
@@ -166,8 +171,14 @@ def _write_cache(path: Path, parameters: list[Parameter], basis: np.ndarray) -> 
 
     meta = np.array(
         [(p.name, p.shell, p.vector, p.component, p.atoms[0], p.atoms[1]) for p in parameters],
-        dtype=[("name", "U80"), ("shell", "i4"), ("vector", "f8", 3), ("component", "U2"),
-               ("a", "i4"), ("b", "i4")],
+        dtype=[
+            ("name", "U80"),
+            ("shell", "i4"),
+            ("vector", "f8", 3),
+            ("component", "U2"),
+            ("a", "i4"),
+            ("b", "i4"),
+        ],
     )
     with atomic_path(path) as temporary, open(temporary, "wb") as handle:
         np.savez(handle, basis=basis, parameters=meta)
@@ -183,7 +194,9 @@ def _raw_basis(material: Material, phonon: Phonopy) -> np.ndarray:
     cluster_space = ClusterSpace(material.atoms, [material.cutoff])
     supercell = phonon.supercell
     supercell_atoms = Atoms(
-        symbols=supercell.symbols, cell=supercell.cell, scaled_positions=supercell.scaled_positions,
+        symbols=supercell.symbols,
+        cell=supercell.cell,
+        scaled_positions=supercell.scaled_positions,
         pbc=True,
     )
     model = ForceConstantModel(supercell_atoms, cluster_space)

@@ -248,9 +248,7 @@ def standard_primitive(atoms: Atoms) -> tuple[Atoms, bool]:
         scaled_positions=result["primitive_positions"],
         pbc=True,
     )
-    same = len(standard) == len(atoms) and np.allclose(
-        standard.cell[:], atoms.cell[:], atol=1e-4
-    )
+    same = len(standard) == len(atoms) and np.allclose(standard.cell[:], atoms.cell[:], atol=1e-4)
     if same:  # the path and its labels depend only on the lattice: keep the user's basis
         return atoms, False
     return standard, True

@@ -9,10 +9,9 @@ integrated exactly over each energy bin (differences of the normal CDF) and trun
 from __future__ import annotations
 
 import math
-
-import numba
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 from scipy.special import ndtr
 
@@ -40,7 +39,13 @@ def render(frequencies: np.ndarray, grid: EnergyGrid) -> np.ndarray:
     image = np.empty((len(peaks), len(grid.centres)), dtype=np.float32)
     low = float(grid.centres[0] - 0.5 * grid.width)
     _accumulate(
-        peaks, low, float(grid.width), float(grid.fwhm0), float(grid.slope), reach, *_CDF_TABLE,
+        peaks,
+        low,
+        float(grid.width),
+        float(grid.fwhm0),
+        float(grid.slope),
+        reach,
+        *_CDF_TABLE,
         image,
     )
     return image.reshape(*lead, nq, len(grid.centres))
@@ -76,8 +81,15 @@ def _normal_cdf(z: float, cdf: np.ndarray, density: np.ndarray) -> float:
 
 @numba.njit(nogil=True, cache=True)
 def _accumulate(
-    peaks: np.ndarray, low: float, width: float, fwhm0: float, slope: float, reach: int,
-    cdf: np.ndarray, density: np.ndarray, image: np.ndarray,
+    peaks: np.ndarray,
+    low: float,
+    width: float,
+    fwhm0: float,
+    slope: float,
+    reach: int,
+    cdf: np.ndarray,
+    density: np.ndarray,
+    image: np.ndarray,
 ) -> None:
     """Bin-integrated Gaussians: image[m, b] = Σ_j ∫_bin b G(E − peaks[m, j]) dE / width.
 
@@ -91,7 +103,7 @@ def _accumulate(
         for j in range(peaks.shape[1]):
             peak = peaks[m, j]
             inverse_sigma = 1.0 / ((fwhm0 + slope * abs(peak)) * FWHM_TO_SIGMA)
-            first = int(math.floor((peak - low) / width)) - reach + 1
+            first = math.floor((peak - low) / width) - reach + 1
             start = max(first, 0)
             stop = min(first + 2 * reach, n_energy)
             if start >= stop:
@@ -105,7 +117,9 @@ def _accumulate(
             image[m, b] = row[b]
 
 
-def render_torch(frequencies: torch.Tensor, grid: EnergyGrid, width_scale: float = 1.0) -> torch.Tensor:
+def render_torch(
+    frequencies: torch.Tensor, grid: EnergyGrid, width_scale: float = 1.0
+) -> torch.Tensor:
     """Differentiable twin of ``render`` over every bin (no truncation): (..., nq, nE).
 
     ``width_scale`` widens σ (coarse-to-fine fitting); 1.0 gives the model's resolution.

@@ -7,11 +7,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import itertools
 
-from fcinvert.iohelpers import atomic_path  # noqa: E402
-from fcinvert.physics.material import QPath  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+
+from fcinvert.iohelpers import atomic_path
+from fcinvert.physics.material import QPath
 
 
 def draw_path_map(
@@ -46,7 +48,7 @@ def draw_path_map(
 
 def _pieces(path: QPath, n: int) -> list[tuple[int, int]]:
     starts = [0, *path.breaks, n]
-    return list(zip(starts[:-1], starts[1:], strict=True))
+    return list(itertools.pairwise(starts))
 
 
 def save_figure(figure: plt.Figure, path: str | Path) -> None:
