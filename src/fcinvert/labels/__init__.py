@@ -1,8 +1,8 @@
 """Stage I labels: force constants from a force-field ensemble (or any phonopy FCs) → θ."""
 
 from fcinvert.labels.ensemble import (
-    LabelResult,
     Labeller,
+    LabelResult,
     LabelSettings,
     finite_displacement_fcs,
     read_labels,

@@ -87,8 +87,9 @@ class LabelResult:
             "member": self.name,
             "status": self.status,
             "message": self.message,
-            "parameters": None if self.theta is None else dict(zip(names, map(float, self.theta),
-                                                                  strict=True)),
+            "parameters": None
+            if self.theta is None
+            else dict(zip(names, map(float, self.theta), strict=True)),
             "projection": {
                 "residual_eV_A2": self.residual,
                 "dispersion_rms_meV": self.dispersion_rms,
@@ -138,8 +139,9 @@ class Labeller:
         try:
             result = self._label(member)
         except Exception as error:  # a member may fail in any way; the ensemble goes on
-            result = LabelResult(member.name, "failed", _one_line(error),
-                                 provenance=self._base_provenance(member))
+            result = LabelResult(
+                member.name, "failed", _one_line(error), provenance=self._base_provenance(member)
+            )
         result.wall_s = time.perf_counter() - start
         return result
 
@@ -193,8 +195,22 @@ class Labeller:
         frequencies = summarise_frequencies(self.material, ours)
         frequencies["lowest_off_gamma"] = lowest
         message = "" if stable else f"imaginary modes (lowest {lowest:.2f} meV off Γ)"
-        return LabelResult(name, "stable" if stable else "unstable", message, theta, residual,
-                           rms, frequencies, provenance)
+        if own is not None:
+            off_gamma = np.any(np.abs(self.material.path.qpoints) > 1e-9, axis=1)
+            own_lowest = float(own[off_gamma].min())
+            frequencies["own_lowest_off_gamma_path"] = own_lowest
+            if not stable:
+                message += f"; the source's own FCs: lowest {own_lowest:.2f} meV on the path"
+        return LabelResult(
+            name,
+            "stable" if stable else "unstable",
+            message,
+            theta,
+            residual,
+            rms,
+            frequencies,
+            provenance,
+        )
 
     def _compare(self, result: LabelResult, force_constants: np.ndarray) -> dict[str, Any]:
         theta, _ = self.fcspace.project(force_constants)
@@ -276,8 +292,12 @@ def finite_displacement_fcs(
 
 def _forces(supercell: Any, calculator: Any) -> np.ndarray:
     """Forces (N, 3) eV/Å on a phonopy supercell."""
-    atoms = Atoms(symbols=supercell.symbols, cell=supercell.cell,
-                  scaled_positions=supercell.scaled_positions, pbc=True)
+    atoms = Atoms(
+        symbols=supercell.symbols,
+        cell=supercell.cell,
+        scaled_positions=supercell.scaled_positions,
+        pbc=True,
+    )
     atoms.calc = calculator
     forces = np.array(atoms.get_forces(), dtype=float)
     if not np.all(np.isfinite(forces)):
@@ -350,9 +370,14 @@ def read_labels(material: Material, names: list[str]) -> tuple[list[LabelResult]
     results, skipped = [], {}
     for path in sorted(labels_folder(material).glob("*.json")):
         try:
-            results.append(LabelResult.from_json(json.loads(path.read_text()), names))
+            result = LabelResult.from_json(json.loads(path.read_text()), names)
         except (OSError, ValueError, KeyError, TypeError) as error:
             skipped[path.name] = _one_line(error)
+            continue
+        if result.theta is None or result.status not in ("stable", "unstable"):
+            skipped[path.name] = f"no parameters (status {result.status})"
+            continue
+        results.append(result)
     return results, skipped
 
 
@@ -392,13 +417,12 @@ def run_members(
     return results
 
 
-def summarise(
-    labeller: Labeller, failures: dict[str, str] | None = None
-) -> dict[str, Any]:
+def summarise(labeller: Labeller, failures: dict[str, str] | None = None) -> dict[str, Any]:
     """Write ``ensemble.json`` from every cached label and, when any member is stable,
     ``reference.json`` = per-parameter median over the stable members. The material's energy
     grid is derived from the reference (``energy_window_for``) only if it has none.
-    ``failures``: member → message of this run's failures, recorded as not labelled."""
+    ``failures``: member → message of this run's failures; they join those recorded by
+    earlier runs under ``not_labelled`` until the member has a label."""
     material, names = labeller.material, labeller.fcspace.names
     results, skipped = read_labels(material, names)
     stable = [r for r in results if r.status == "stable"]
@@ -407,10 +431,10 @@ def summarise(
         "material": material.name,
         "parameters": names,
         "zone_boundary_point": boundary,
-        "members": {r.name: _member_summary(r) for r in results},
+        "members": {r.name: _member_summary(r, names) for r in results},
         "stable": [r.name for r in stable],
         "unstable": [r.name for r in results if r.status == "unstable"],
-        "not_labelled": dict(sorted((failures or {}).items())),
+        "not_labelled": _not_labelled(material, results, failures or {}),
         "unreadable_label_files": skipped,
         "statistics_meV": _statistics(stable, boundary),
     }
@@ -419,7 +443,7 @@ def summarise(
         reference = labeller.from_theta("reference", theta, 0.0, None, {})
         info = {
             "source": f"per-parameter median over {len(stable)} stable force-field ensemble "
-                      "members (fcinvert label)",
+            "members (fcinvert label)",
             "members": [r.name for r in stable],
             "stable": reference.status == "stable",
             "frequencies_meV": reference.frequencies,
@@ -437,7 +461,22 @@ def summarise(
     return summary
 
 
-def _member_summary(result: LabelResult) -> dict[str, Any]:
+def _not_labelled(
+    material: Material, results: list[LabelResult], failures: dict[str, str]
+) -> dict[str, str]:
+    """Failures of this run and of earlier ones (from ensemble.json), less labelled members."""
+    previous: dict[str, str] = {}
+    try:
+        previous = dict(json.loads((material.folder / ENSEMBLE_NAME).read_text())["not_labelled"])
+    except (OSError, ValueError, KeyError, TypeError):
+        previous = {}
+    labelled = {r.name for r in results}
+    merged = {**previous, **failures}
+    return {k: str(v) for k, v in sorted(merged.items()) if k not in labelled}
+
+
+def _member_summary(result: LabelResult, names: list[str]) -> dict[str, Any]:
+    """One member's entry in ensemble.json: status, key energies (meV) and θ by name."""
     return {
         "status": result.status,
         "message": result.message if result.message != "cached" else "",
@@ -450,6 +489,7 @@ def _member_summary(result: LabelResult) -> dict[str, Any]:
         "points_meV": result.frequencies.get("points"),
         "residual_eV_A2": result.residual,
         "dispersion_rms_meV": result.dispersion_rms,
+        "parameters": dict(zip(names, map(float, result.theta), strict=True)),
     }
 
 
@@ -461,8 +501,11 @@ def _statistics(stable: list[LabelResult], boundary: str) -> dict[str, Any]:
 
     def spread(values: list[float]) -> dict[str, float]:
         array = np.array(values, dtype=float)
-        return {"min": float(array.min()), "median": float(np.median(array)),
-                "max": float(array.max())}
+        return {
+            "min": float(array.min()),
+            "median": float(np.median(array)),
+            "max": float(array.max()),
+        }
 
     statistics: dict[str, Any] = {"highest": spread([r.frequencies["highest"] for r in stable])}
     optical = [r.frequencies.get("gamma_optical") for r in stable]

