@@ -40,6 +40,14 @@ def simulate(
     params: Annotated[Path | None, typer.Option(help='JSON {"parameters": {name: value}}')] = None,
     plot: Annotated[Path | None, typer.Option(help="figure (PNG or SVG)")] = None,
     export_fc: Annotated[Path | None, typer.Option(help="folder for phonopy files")] = None,
+    physical: Annotated[
+        bool, typer.Option(help="coherent one-phonon S(Q, E) (eigenvectors, DW, Bose)")
+    ] = False,
+    temperature: Annotated[float | None, typer.Option(help="K (physical model)")] = None,
+    zones: Annotated[
+        str, typer.Option(help="physical: auto | |Q| radius 1/Å | hkl list '2,2,0;1,1,1'")
+    ] = "auto",
+    ei: Annotated[float | None, typer.Option(help="physical, zones auto: Ei in meV")] = None,
 ) -> None:
     """Simulate I(q, E) on the material's path; parameters not given keep their reference."""
     loaded = load_material(material)
@@ -51,13 +59,21 @@ def simulate(
     except FcinvertError as error:
         raise FcinvertError(f"{params}: {error}") from None
     spectrum = simulate_spectrum(loaded, fcspace, theta)
+    if physical:
+        from fcinvert.physics.structure_factor import physical_path_spectrum
+
+        if temperature is not None:
+            spectrum.temperature_K = temperature
+        spectrum.intensity = physical_path_spectrum(
+            loaded, fcspace, theta, spectrum.temperature_K, zones, ei
+        )
     unstable = imaginary_modes(spectrum)
     if unstable:
         console.print(f"[yellow]warning: {unstable} imaginary modes off Γ (unstable FCs)[/yellow]")
     write_spectrum(out, spectrum, attrs={"parameters": json.dumps(fcspace.as_dict(theta))})
     console.print(f"wrote {out}: {spectrum.intensity.shape[0]} q × {spectrum.intensity.shape[1]} E")
     if plot:
-        title = f"{loaded.name}: fast-model I(q, E)"
+        title = f"{loaded.name}: {'physical' if physical else 'fast-model'} I(q, E)"
         spectrum_figure(
             loaded.path, spectrum.energy, spectrum.intensity, spectrum.frequencies, title, plot
         )

@@ -26,6 +26,7 @@ import numpy as np
 
 from fcinvert.errors import FcinvertError
 from fcinvert.iohelpers import atomic_path
+from fcinvert.physics.instrument import Orientation, momentum_transfer_lab
 
 ENERGY_UNITS = ("mev", "deltae")
 HKL_UNITS = ("r.l.u.", "rlu", "r.l.u", "")
@@ -140,7 +141,8 @@ def read_savemd(path: str | Path) -> Volume:
             expected = signal_set.shape[3 - index] + 1
             if values.shape != (expected,):
                 raise FcinvertError(
-                    f"{path}: bin edges of '{dim}' have shape {values.shape}, expected ({expected},)"
+                    f"{path}: bin edges of '{dim}' have shape {values.shape}, expected "
+                    f"({expected},)"
                 )
             if not np.all(np.isfinite(values)) or np.any(np.diff(values) <= 0):
                 raise FcinvertError(f"{path}: bin edges of '{dim}' are not finite and increasing")
@@ -163,8 +165,13 @@ def read_savemd(path: str | Path) -> Volume:
     q_axes = [i for i in range(4) if i != energy_axis]
     order = [*q_axes, energy_axis]
     projection = _projection(
-        path, [ids[i] for i in q_axes], [names[i] for i in q_axes], [units[i] for i in q_axes],
-        [frames[i] for i in q_axes], ub, w_matrix,
+        path,
+        [ids[i] for i in q_axes],
+        [names[i] for i in q_axes],
+        [units[i] for i in q_axes],
+        [frames[i] for i in q_axes],
+        ub,
+        w_matrix,
     )
     signal = np.moveaxis(arrays["signal"].astype(float), order, range(4))
     variance = arrays.get("errors_squared")
@@ -186,7 +193,8 @@ def read_mdnorm_pair(data_path: str | Path, norm_path: str | Path) -> Volume:
     data = read_savemd(data_path)
     norm = read_savemd(norm_path)
     if data.shape != norm.shape or not all(
-        np.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(data.edges, norm.edges, strict=True)
+        np.allclose(a, b, rtol=1e-9, atol=1e-12)
+        for a, b in zip(data.edges, norm.edges, strict=True)
     ):
         raise FcinvertError(
             f"{norm_path}: its grid {norm.shape} / bin edges differ from those of {data_path}"
@@ -223,7 +231,11 @@ def write_savemd(path: str | Path, volume: Volume, normalisation: bool = False) 
         raise FcinvertError(f"{path}: the volume has no normalisation to write")
     signal = volume.normalisation if normalisation else volume.signal
     variance = None if normalisation else volume.variance
-    mask = np.zeros(volume.shape, dtype=np.int8) if volume.mask is None else volume.mask.astype(np.int8)
+    mask = (
+        np.zeros(volume.shape, dtype=np.int8)
+        if volume.mask is None
+        else volume.mask.astype(np.int8)
+    )
     events = np.zeros(volume.shape) if normalisation else volume.measured.astype(float)
     ids = list(volume.names)
     with atomic_path(path) as temporary, h5py.File(temporary, "w") as handle:
@@ -264,8 +276,11 @@ def write_savemd(path: str | Path, volume: Volume, normalisation: bool = False) 
         }
         for key, values in stored.items():
             dataset = data.create_dataset(
-                key, data=np.ascontiguousarray(np.transpose(values, reverse)), chunks=chunks,
-                compression="gzip", compression_opts=6,
+                key,
+                data=np.ascontiguousarray(np.transpose(values, reverse)),
+                chunks=chunks,
+                compression="gzip",
+                compression_opts=6,
             )
             if key == "signal":
                 dataset.attrs["signal"] = np.int32(1)
@@ -296,7 +311,8 @@ def _axis_ids(path: Path, signal: h5py.Dataset) -> list[str]:
 
 def _energy_axis(path: Path, ids: list[str], names: list[str], units: list[str]) -> int:
     found = [
-        i for i in range(4)
+        i
+        for i in range(4)
         if units[i].strip().lower() in ENERGY_UNITS or ids[i] == "DeltaE" or names[i] == "DeltaE"
     ]
     if len(found) != 1:
@@ -338,8 +354,13 @@ def _parse_vector(name: str) -> np.ndarray | None:
 
 
 def _projection(
-    path: Path, ids: list[str], names: list[str], units: list[str], frames: list[str],
-    ub: np.ndarray | None, w_matrix: np.ndarray | None,
+    path: Path,
+    ids: list[str],
+    names: list[str],
+    units: list[str],
+    frames: list[str],
+    ub: np.ndarray | None,
+    w_matrix: np.ndarray | None,
 ) -> np.ndarray:
     """(3, 3) columns = conventional hkl per unit of each Q axis."""
     frame_set = {f.strip() for f in frames if f.strip()}
@@ -349,15 +370,19 @@ def _projection(
             f"{path}: Q axes in the lab frame need the goniometer; convert to HKL "
             "(e.g. MDNorm with RLU=True)"
         )
-    if frame_set & {"QSample", "Q_sample"} or unit_set & set(INVERSE_ANGSTROM) or any(
-        i.lower().startswith("q_sample") for i in ids
+    if (
+        frame_set & {"QSample", "Q_sample"}
+        or unit_set & set(INVERSE_ANGSTROM)
+        or any(i.lower().startswith("q_sample") for i in ids)
     ):
         if ub is None:
             raise FcinvertError(
                 f"{path}: Q axes are in Q_sample (1/Å) but the file holds no UB matrix"
             )
         return np.linalg.inv(2 * math.pi * ub)
-    bad = [u for u in units if u.strip().lower() not in HKL_UNITS and not u.strip().startswith("in ")]
+    bad = [
+        u for u in units if u.strip().lower() not in HKL_UNITS and not u.strip().startswith("in ")
+    ]
     if bad:
         raise FcinvertError(
             f"{path}: Q axes must be in r.l.u. (HKL frame) or 1/Å (Q_sample); got '{bad[0]}'"
@@ -412,8 +437,14 @@ def _write_lattice(experiment: h5py.Group, ub: np.ndarray) -> None:
     lattice = sample.create_group("oriented_lattice")
     lattice.attrs["NX_class"] = np.bytes_("NXcrystal")
     a, b, c, alpha, beta, gamma = lattice_from_ub(ub)
-    for key, value in (("a", a), ("b", b), ("c", c), ("alpha", alpha), ("beta", beta),
-                       ("gamma", gamma)):
+    for key, value in (
+        ("a", a),
+        ("b", b),
+        ("c", c),
+        ("alpha", alpha),
+        ("beta", beta),
+        ("gamma", gamma),
+    ):
         lattice.create_dataset(f"unit_cell_{key}", data=np.array([value]))
         lattice.create_dataset(f"unit_cell_{key}_error", data=np.array([0.0]))
     lattice.create_dataset("orientation_matrix", data=ub)
@@ -423,8 +454,11 @@ def lattice_from_ub(ub: np.ndarray) -> tuple[float, float, float, float, float, 
     """a, b, c (Å), α, β, γ (degrees) of the direct lattice whose UB (without 2π) is given."""
     metric = np.linalg.inv(ub.T @ ub)  # direct metric tensor G = (B^T B)^-1
     lengths = np.sqrt(np.diag(metric))
-    cosines = [metric[1, 2] / (lengths[1] * lengths[2]), metric[0, 2] / (lengths[0] * lengths[2]),
-               metric[0, 1] / (lengths[0] * lengths[1])]
+    cosines = [
+        metric[1, 2] / (lengths[1] * lengths[2]),
+        metric[0, 2] / (lengths[0] * lengths[2]),
+        metric[0, 1] / (lengths[0] * lengths[1]),
+    ]
     angles = np.degrees(np.arccos(np.clip(cosines, -1, 1)))
     return (*[float(x) for x in lengths], *[float(x) for x in angles])  # type: ignore[return-value]
 
@@ -433,7 +467,10 @@ def lattice_from_ub(ub: np.ndarray) -> tuple[float, float, float, float, float, 
 
 
 def read_nxspe(
-    path: str | Path, conventional_lattice: np.ndarray, u: np.ndarray, v: np.ndarray,
+    path: str | Path,
+    conventional_lattice: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
     psi: float | None = None,
 ) -> Points:
     """One direct-geometry ToF run saved by Mantid's SaveNXSPE, as Points.
@@ -443,8 +480,6 @@ def read_nxspe(
     rows in Å; ψ (degrees) from the file unless given. Masked detectors (NaN or ≤ -1e10
     signal, as SaveNXSPE/LoadNXSPE mark them) are unmeasured.
     """
-    from fcinvert.physics.instrument import Orientation, momentum_transfer_lab
-
     path = Path(path)
     handle = _open_hdf5(path)
     with handle:
@@ -569,6 +604,47 @@ def read_table(path: str | Path) -> Points:
     )
     check_measured(path, points.measured)
     return points
+
+
+# ---------------------------------------------------------------- any of them
+
+TEXT_SUFFIXES = (".txt", ".csv", ".dat", ".tsv")
+
+
+def read_measurement(
+    path: str | Path,
+    norm: str | Path | None = None,
+    lattice: np.ndarray | None = None,
+    u: np.ndarray | None = None,
+    v: np.ndarray | None = None,
+    psi: float | None = None,
+) -> Volume | Points:
+    """Any supported file: SaveMD (with its MDNorm normalisation ``norm``), NXSPE (needs the
+    conventional ``lattice`` and the orientation ``u``, ``v``) or a text table (by suffix)."""
+    path = Path(path)
+    if path.suffix.lower() in TEXT_SUFFIXES:
+        if norm is not None:
+            raise FcinvertError(f"{path}: a normalisation file goes with SaveMD data only")
+        return read_table(path)
+    handle = _open_hdf5(path)
+    with handle:
+        savemd = ENTRY in handle or "MDEventWorkspace" in handle
+        nxspe = any(isinstance(handle[k], h5py.Group) and "NXSPE_info" in handle[k] for k in handle)
+    if savemd:
+        return read_volume(path, norm)
+    if nxspe:
+        if norm is not None:
+            raise FcinvertError(f"{path}: a normalisation file goes with SaveMD data only")
+        if u is None or v is None or lattice is None:
+            raise FcinvertError(
+                f"{path}: NXSPE holds no crystal orientation; give --u and --v (hkl along the "
+                "beam and in the horizontal plane at ψ = 0)"
+            )
+        return read_nxspe(path, lattice, u, v, psi)
+    raise FcinvertError(
+        f"{path}: neither a Mantid SaveMD MDHistoWorkspace nor an NXSPE file (nor a "
+        f"{'/'.join(TEXT_SUFFIXES)} table)"
+    )
 
 
 # ---------------------------------------------------------------- helpers
