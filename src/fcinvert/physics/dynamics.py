@@ -112,10 +112,7 @@ def dynamics_basis(fcspace: FCSpace, qpoints: np.ndarray) -> DynamicsBasis:
     matrices = np.empty((fcspace.n_params, len(qpoints), n, n), dtype=complex)
     for k, basis in enumerate(fcspace.basis):
         phonon.force_constants = basis
-        dynamical = phonon.dynamical_matrix
-        for i, q in enumerate(qpoints):
-            dynamical.run(q)
-            matrices[k, i] = dynamical.dynamical_matrix
+        matrices[k] = phonon.run_qpoints(qpoints, with_dynamical_matrices=True).dynamical_matrices
     return DynamicsBasis(qpoints, matrices)
 
 
