@@ -2,4 +2,5 @@
 
 from fcinvert.cli import main
 
-main()
+if __name__ == "__main__":  # dask process workers import this module: do not re-run the command
+    main()

@@ -22,9 +22,18 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    from fcinvert.cli import material, simulate
+    from fcinvert.cli import (
+        evaluate,
+        label,
+        material,
+        measure,
+        models,
+        simulate,
+        single_scan,
+        stage1,
+    )
 
-    for module in (material, simulate):
+    for module in (material, simulate, label, stage1, models, measure, evaluate, single_scan):
         module.register(app)
 
 

@@ -16,12 +16,16 @@ the checkpoints are deleted.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import logging
 import math
+import os
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -37,6 +41,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Subset
 
 from fcinvert import __version__
+from fcinvert.data.dataset import StoredDataset, read_dataset
 from fcinvert.errors import FcinvertError
 from fcinvert.iohelpers import atomic_path, atomic_write_text
 from fcinvert.models.augment import AugmentConfig, augment
@@ -49,15 +54,7 @@ from fcinvert.models.bundle import (
     round_to_storage,
     save_bundle,
 )
-from fcinvert.models.datasource import (
-    ArraySpectra,
-    DatasetInfo,
-    EpochShuffle,
-    RenderedSpectra,
-    read_dataset_info,
-    read_split,
-    split_indices,
-)
+from fcinvert.models.datasource import ArraySpectra, EpochShuffle, rendered, split_indices
 from fcinvert.models.preprocess import TargetScaler, prepare_input
 from fcinvert.models.regressor import RegressorConfig
 from fcinvert.models.resnet import ResNetConfig, load_torchvision_weights
@@ -67,6 +64,15 @@ WORK = "checkpoints"
 LOGS = "logs"
 STAGES = {"vae": ("vae", "regressor"), "resnet": ("resnet",)}
 #: settings that may change between a killed run and its resumption
+#: Lightning warnings about things done on purpose: data in memory (no workers needed), the
+#: frozen encoder in eval mode, resuming into a checkpoint folder, deterministic fallbacks
+QUIET = (
+    ".*does not have many workers.*",
+    ".*LeafSpec.*",
+    ".*deterministic.*",
+    ".*module\\(s\\) in eval mode.*",
+    ".*exists and is not empty.*",
+)
 RESUMABLE_CHANGES = {"epochs", "regressor_epochs", "patience", "accelerator", "checkpoint_every"}
 
 
@@ -84,7 +90,7 @@ class TrainConfig(BaseModel):
     patience: int = Field(default=10, gt=0, description="epochs without improvement before stop")
     seed: int = 0
     mask_channel: bool = False
-    render: bool = Field(default=False, description="render spectra from θ on the fly")
+    render: bool = Field(default=False, description="fit on fresh θ of the domain, rendered")
     limit: int | None = Field(default=None, gt=1, description="use the first N train spectra")
     checkpoint_every: int | None = Field(default=None, gt=0, description="also every N steps")
     accelerator: str = "auto"
@@ -167,15 +173,22 @@ class VAEStage(_Stage):
         spectra, _ = batch
         x, clean = self._inputs(spectra, generator, train)
         noise = torch.randn(len(x), self.config.vae.latent, generator=generator, device=x.device)
-        reconstruction, mu, log_var = self.network(x, noise)
-        loss, squared, kl = vae_loss(reconstruction, clean[:, 0], mu, log_var, self.config.vae.beta)
-        return {"loss": loss, "reconstruction": squared, "kl": kl}
+        logits, mu, log_var = self.network(x, noise)
+        loss, reconstruction, kl = vae_loss(logits, clean[:, 0], mu, log_var, self.config.vae.beta)
+        return {"loss": loss, "reconstruction": reconstruction, "kl": kl}
 
 
 class RegressorStage(_Stage):
     """Regressor on latent samples of the frozen encoder → standardised θ (mean squared error)."""
 
-    def __init__(self, network, config, stage, vae: SpectrumVAE, scaler: TargetScaler) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        config: TrainConfig,
+        stage: str,
+        vae: SpectrumVAE,
+        scaler: TargetScaler,
+    ) -> None:
         super().__init__(network, config, stage)
         self.vae = vae.eval().requires_grad_(False)
         self.register_buffer("target_mean", torch.as_tensor(scaler.mean, dtype=torch.float32))
@@ -275,6 +288,20 @@ class StageRecord(Callback):
             writer.writerows(rows)
 
 
+class AtomicCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint whose file appears whole or not at all (written beside, then renamed):
+    a kill while saving leaves the previous checkpoint intact."""
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        target = Path(filepath)
+        temporary = target.with_name(f".{target.name}.partial")
+        trainer.save_checkpoint(temporary, self.save_weights_only)
+        if trainer.is_global_zero:
+            os.replace(temporary, target)
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+
+
 def train_model(
     data: str | Path,
     out: str | Path,
@@ -290,7 +317,7 @@ def train_model(
     ``out`` resumes a killed run.
     """
     out = Path(out)
-    info = read_dataset_info(data)
+    info = read_dataset(data)
     if material is not None and material != info.material:
         raise FcinvertError(f"{data}: a dataset for '{info.material}', not '{material}'")
     if (out / CONFIG_NAME).exists():
@@ -298,19 +325,26 @@ def train_model(
     if pretrained is not None and config.architecture != "resnet":
         raise FcinvertError("--pretrained applies to the ResNet only")
     work = out / WORK
-    _check_resumable(work / "train_config.json", config)
+    _check_resumable(work / "train_config.json", config, info)
     (out / LOGS).mkdir(parents=True, exist_ok=True)
 
-    train_set = _split_dataset(info, "train", config, config.limit)
-    scaler = TargetScaler.fit(train_set.targets.numpy())
-    fit_idx, val_idx = split_indices(len(train_set), config.val_fraction, config.seed)
+    n = info.sizes["train"] if config.limit is None else min(config.limit, info.sizes["train"])
+    fit_idx, val_idx = split_indices(n, config.val_fraction, config.seed)
+    if config.render:  # fresh draws to fit; the first stored spectra validate
+        fit_set = rendered(info, len(fit_idx), config.seed)
+        val_set = ArraySpectra.read(info, "train", len(val_idx))
+        scaler = TargetScaler.fit(info.theta("train")[:n, info.selected])
+    else:
+        stored = ArraySpectra.read(info, "train", n)
+        fit_set, val_set = Subset(stored, fit_idx), Subset(stored, val_idx)
+        scaler = TargetScaler.fit(stored.targets.numpy())
     loaders = (
         DataLoader(
-            Subset(train_set, fit_idx),
+            fit_set,
             batch_size=config.batch_size,
             sampler=EpochShuffle(np.arange(len(fit_idx)), config.seed),
         ),
-        DataLoader(Subset(train_set, val_idx), batch_size=max(config.batch_size, 256)),
+        DataLoader(val_set, batch_size=max(config.batch_size, 256)),
     )
     bundle_config = _bundle_config(info, config, scaler)
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -321,26 +355,28 @@ def train_model(
 
     summaries: dict[str, dict] = {}
     for stage in STAGES[config.architecture]:
-        module = _stage_module(stage, networks, config, scaler)
+        module = stage_module(stage, networks, config, scaler)
         summaries[stage] = _run_stage(stage, module, loaders, work, out / LOGS, config, progress)
         networks[stage].eval()
 
+    for network in networks.values():  # back from the GPU, if training used one
+        network.cpu()
     round_to_storage(networks)
     bundle = ModelBundle(bundle_config, networks)
     bundle_config.training = _summary(info, config, summaries, len(fit_idx), len(val_idx))
-    if "test" in info.sizes:
+    if info.sizes.get("test", 0) > 0:
         bundle_config.training["test"] = evaluate(bundle, info, config)
     save_bundle(bundle, out)
     shutil.rmtree(work)
     return TrainingResult(bundle, out, summaries)
 
 
-def evaluate(bundle: ModelBundle, info: DatasetInfo, config: TrainConfig) -> dict:
+def evaluate(bundle: ModelBundle, info: StoredDataset, config: TrainConfig) -> dict:
     """R² and MAE (eV/Å²) per selected parameter on the test split, with the VAE's
     ``test_samples`` latent draws per spectrum (the ResNet is deterministic)."""
-    spectra, truth = _split_dataset(info, "test", config, limit=None).arrays()
-    truth = truth.astype(float)
-    predicted = bundle.predict(spectra, n_samples=config.test_samples, seed=config.seed).mean
+    test = ArraySpectra.read(info, "test")
+    truth = test.targets.numpy().astype(float)
+    predicted = bundle.predict(test.spectra.numpy(), config.test_samples, config.seed).mean
     residual = ((truth - predicted) ** 2).sum(axis=0)
     spread = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
     r2 = 1.0 - residual / np.where(spread > 0, spread, np.nan)
@@ -352,27 +388,7 @@ def evaluate(bundle: ModelBundle, info: DatasetInfo, config: TrainConfig) -> dic
     }
 
 
-def _split_dataset(
-    info: DatasetInfo, split: str, config: TrainConfig, limit: int | None
-) -> ArraySpectra | RenderedSpectra:
-    spectra, theta = read_split(info, split, spectra=not config.render, limit=limit)
-    if not config.render:
-        return ArraySpectra(spectra, theta[:, info.selected])
-    return RenderedSpectra(theta, info.selected, _dynamics(info), info.energy)
-
-
-def _dynamics(info: DatasetInfo):
-    from fcinvert.physics.dynamics import dynamics_basis
-    from fcinvert.physics.fcspace import build_fcspace
-    from fcinvert.physics.material import load_material
-
-    fcspace = build_fcspace(load_material(info.material))
-    if fcspace.names != info.parameter_names:
-        raise FcinvertError(f"{info.path}: its parameters are not those of '{info.material}'")
-    return dynamics_basis(fcspace, info.qpoints)
-
-
-def _bundle_config(info: DatasetInfo, config: TrainConfig, scaler: TargetScaler) -> BundleConfig:
+def _bundle_config(info: StoredDataset, config: TrainConfig, scaler: TargetScaler) -> BundleConfig:
     vae = config.architecture == "vae"
     return BundleConfig(
         architecture=config.architecture,
@@ -396,7 +412,8 @@ def _bundle_config(info: DatasetInfo, config: TrainConfig, scaler: TargetScaler)
     )
 
 
-def _stage_module(stage: str, networks, config: TrainConfig, scaler: TargetScaler) -> _Stage:
+def stage_module(stage: str, networks, config: TrainConfig, scaler: TargetScaler) -> _Stage:
+    """The LightningModule that trains ``networks[stage]`` (stage: vae, regressor or resnet)."""
     if stage == "vae":
         return VAEStage(networks["vae"], config, stage)
     if stage == "regressor":
@@ -421,8 +438,9 @@ def _run_stage(
         module.network.load_state_dict(load_file(best))
         return json.loads(done.read_text())
     folder.mkdir(parents=True, exist_ok=True)
+    module.network.train()
     record = StageRecord(folder, logs / f"{stage}.csv")
-    epoch_checkpoint = ModelCheckpoint(
+    epoch_checkpoint = AtomicCheckpoint(
         dirpath=folder,
         filename="last",
         save_top_k=1,
@@ -436,7 +454,7 @@ def _run_stage(
     ]
     if config.checkpoint_every:
         callbacks.append(
-            ModelCheckpoint(
+            AtomicCheckpoint(
                 dirpath=folder,
                 filename="steps",
                 save_top_k=1,
@@ -447,22 +465,20 @@ def _run_stage(
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     epochs = config.regressor_epochs if stage == "regressor" else config.epochs
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        accelerator=config.accelerator,
-        devices=1,
-        deterministic="warn",
-        logger=False,
-        callbacks=callbacks,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=folder,
-    )
     resume = _latest_checkpoint(folder)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*_set_sampler_epoch.*|.*deterministic.*")
+    with _quiet_lightning():
+        trainer = L.Trainer(
+            max_epochs=epochs,
+            accelerator=config.accelerator,
+            devices=1,
+            deterministic="warn",
+            logger=False,
+            callbacks=callbacks,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=folder,
+        )
         trainer.fit(module, *loaders, ckpt_path=resume)
     module.network.load_state_dict(load_file(best))
     summary = {
@@ -478,13 +494,29 @@ def _run_stage(
     return summary
 
 
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's start-up chatter and the warnings that do not apply here."""
+    log = logging.getLogger("lightning.pytorch")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for pattern in QUIET:
+                warnings.filterwarnings("ignore", pattern)
+            yield
+    finally:
+        log.setLevel(level)
+
+
 def _latest_checkpoint(folder: Path) -> Path | None:
     found = [p for p in (folder / "last.ckpt", folder / "steps.ckpt") if p.exists()]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-def _check_resumable(path: Path, config: TrainConfig) -> None:
-    current = config.model_dump(mode="json")
+def _check_resumable(path: Path, config: TrainConfig, info: StoredDataset) -> None:
+    """Record the run's settings and data; an interrupted run resumes only with the same."""
+    current = {**config.model_dump(mode="json"), "data": str(info.path.resolve())}
     if path.exists():
         previous = json.loads(path.read_text())
         changed = {k for k in current if current[k] != previous.get(k)} - RESUMABLE_CHANGES
@@ -497,7 +529,9 @@ def _check_resumable(path: Path, config: TrainConfig) -> None:
     atomic_write_text(path, json.dumps(current, indent=1) + "\n")
 
 
-def _summary(info: DatasetInfo, config: TrainConfig, stages: dict, n_fit: int, n_val: int) -> dict:
+def _summary(
+    info: StoredDataset, config: TrainConfig, stages: dict, n_fit: int, n_val: int
+) -> dict:
     return {
         "dataset": str(info.path.resolve()),
         "train_spectra": n_fit,

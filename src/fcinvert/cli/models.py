@@ -1,0 +1,195 @@
+"""``fcinvert train`` (VAE + regressor, or ResNet-18) and ``fcinvert invert`` (spectrum → FCs).
+
+torch and Lightning are imported inside the commands, so other commands start fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def train(
+    material: Annotated[str, typer.Argument(help="material name (must match the dataset's)")],
+    data: Annotated[Path, typer.Option(help="dataset file (HDF5) from Stage I")],
+    out: Annotated[Path, typer.Option(help="bundle folder to write (re-run to resume)")],
+    model: Annotated[Literal["vae", "resnet"], typer.Option(help="architecture")] = "vae",
+    epochs: Annotated[int, typer.Option(help="VAE / ResNet epochs (at most)")] = 100,
+    regressor_epochs: Annotated[int, typer.Option(help="regressor epochs (at most)")] = 200,
+    batch_size: Annotated[int, typer.Option(help="spectra per batch")] = 64,
+    lr: Annotated[float, typer.Option(help="initial learning rate (AdamW)")] = 1e-3,
+    beta: Annotated[float, typer.Option(help="weight of the VAE's KL term")] = 0.1,
+    latent: Annotated[int, typer.Option(help="VAE latent dimensions")] = 20,
+    vae_channels: Annotated[str, typer.Option(help="VAE conv channels per stage")] = "16,32,64,128",
+    resnet_width: Annotated[
+        int, typer.Option(help="ResNet first-stage channels (64 standard)")
+    ] = 64,
+    pretrained: Annotated[
+        Path | None, typer.Option(help="torchvision resnet18 weights (.safetensors or .pth)")
+    ] = None,
+    val_fraction: Annotated[float, typer.Option(help="share of training spectra validating")] = 0.1,
+    patience: Annotated[int, typer.Option(help="early-stopping patience (epochs)")] = 10,
+    seed: Annotated[int, typer.Option(help="seed of every random choice")] = 0,
+    limit: Annotated[int | None, typer.Option(help="use only the first N training spectra")] = None,
+    render: Annotated[
+        bool, typer.Option(help="fit on fresh θ from the dataset's domain, rendered on the fly")
+    ] = False,
+    noise: Annotated[bool, typer.Option(help="augment: background + Poisson counts")] = False,
+    mask: Annotated[bool, typer.Option(help="augment: hide random pixels and regions")] = False,
+    mask_channel: Annotated[
+        bool, typer.Option(help="give the network a measured-mask channel")
+    ] = False,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(help="also checkpoint every N steps")
+    ] = None,
+    accelerator: Annotated[str, typer.Option(help="auto (GPU if present), cpu or gpu")] = "auto",
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default)")] = 0,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Train an inverter on a Stage I dataset and write a model bundle."""
+    import torch
+
+    from fcinvert.errors import FcinvertError
+    from fcinvert.models.augment import AugmentConfig
+    from fcinvert.models.regressor import RegressorConfig
+    from fcinvert.models.resnet import ResNetConfig
+    from fcinvert.models.training import TrainConfig, train_model
+    from fcinvert.models.vae import VAEConfig
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        channels = tuple(int(c) for c in vae_channels.split(","))
+        config = TrainConfig(
+            architecture=model,
+            epochs=epochs,
+            regressor_epochs=regressor_epochs,
+            batch_size=batch_size,
+            learning_rate=lr,
+            val_fraction=val_fraction,
+            patience=patience,
+            seed=seed,
+            mask_channel=mask_channel,
+            render=render,
+            limit=limit,
+            checkpoint_every=checkpoint_every,
+            accelerator=accelerator,
+            vae=VAEConfig(latent=latent, channels=channels, beta=beta),
+            regressor=RegressorConfig(),
+            resnet=ResNetConfig(width=resnet_width),
+            augment=AugmentConfig(noise=noise, mask=mask),
+        )
+    except ValueError as error:
+        message = str(error).splitlines()
+        raise FcinvertError(f"invalid training settings: {' '.join(message[:3])}") from None
+    result = train_model(data, out, config, material, pretrained, progress=not quiet)
+    console.print(f"wrote {result.folder}")
+    for stage, summary in result.stages.items():
+        console.print(
+            f"{stage}: {summary['epochs']} epochs, best validation loss "
+            f"{summary['best_val_loss']:.4g} (epoch {summary['best_epoch']}), "
+            f"{summary['wall_s']:.0f} s on {summary['device']}"
+        )
+    test = result.bundle.config.training.get("test")
+    if test:
+        table = Table(title=f"test set ({test['spectra']} spectra)")
+        table.add_column("parameter", overflow="fold")
+        table.add_column("R²", justify="right")
+        table.add_column("MAE (eV/Å²)", justify="right")
+        for name, r2 in test["r2"].items():
+            table.add_row(name, f"{r2:.3f}", f"{test['mae_eV_A2'][name]:.4f}")
+        console.print(table)
+
+
+def invert(
+    spectrum: Annotated[Path, typer.Argument(help="spectrum file (HDF5 contract)")],
+    out: Annotated[Path, typer.Option(help="result JSON to write")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="bundle folder or shipped name (ge, ge-resnet, …); default: the "
+            "spectrum's material's shipped VAE"
+        ),
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="figure (PNG or SVG)")] = None,
+    samples: Annotated[int, typer.Option(help="latent samples (VAE)")] = 100,
+    seed: Annotated[int, typer.Option(help="seed of the latent samples")] = 0,
+    fc_out: Annotated[
+        Path | None, typer.Option(help="folder for phonopy files (default: <out>_phonopy)")
+    ] = None,
+    q_tolerance: Annotated[
+        float | None, typer.Option(help="max distance (1/Å) of an input q from the model path")
+    ] = None,
+    refine: Annotated[
+        bool, typer.Option("--refine", help="then fit every FC parameter to the spectrum")
+    ] = False,
+    intensities: Annotated[
+        Literal["free", "fast"],
+        typer.Option(help="refinement's branch intensities: free per branch, or equal (paper)"),
+    ] = "free",
+) -> None:
+    """Infer force constants from a spectrum with a trained model."""
+    from fcinvert.data.spectrum_file import read_spectrum
+    from fcinvert.errors import FcinvertError
+    from fcinvert.inversion.invert import invert_spectrum, write_result
+    from fcinvert.inversion.plot import inversion_figure
+    from fcinvert.models.bundle import find_bundle, load_bundle
+
+    measured = read_spectrum(spectrum)
+    name = model or measured.material
+    if not name:
+        raise FcinvertError(f"{spectrum}: names no material; choose a model with --model")
+    bundle = load_bundle(name)
+    result = invert_spectrum(measured, bundle, samples, seed, q_tolerance, source=str(spectrum))
+    if refine:
+        from fcinvert.inversion.refine import refine_spectrum
+
+        fit = refine_spectrum(
+            result.material, result.fcspace, measured, result.theta, intensities=intensities
+        )
+        result.theta, result.std, result.frequencies = fit.theta, fit.sigma, fit.frequencies
+        result.low, result.high = fit.theta - 1.645 * fit.sigma, fit.theta + 1.645 * fit.sigma
+        result.inferred[:] = True
+        result.notes.append(
+            f"refined all {len(fit.theta)} parameters against the spectrum ({intensities} "
+            f"branch intensities) from the model's estimate: {fit.n_forward} forward models, "
+            f"{fit.seconds:.1f} s, misfit {fit.misfit:.4g}; std from the fit's curvature"
+        )
+    content = write_result(result, out, fc_out, source=str(spectrum), model=str(find_bundle(name)))
+    coverage = result.coverage
+    console.print(
+        f"{coverage.input_pixels} measured pixels: {coverage.off_path_pixels} off the model's "
+        f"path, {coverage.off_energy_pixels} outside its energy window; "
+        f"{coverage.unmeasured_model_pixels}/{coverage.model_pixels} model pixels unmeasured"
+    )
+    table = Table(title=f"{result.material.name}: {bundle.architecture} inversion")
+    table.add_column("parameter", overflow="fold")
+    for column in ("value (eV/Å²)", "std", "5–95 %", "source"):
+        table.add_column(column)
+    for row in content["parameters"]:
+        interval = row["interval_5_95"]
+        table.add_row(
+            row["name"],
+            f"{row['value']:.4f}",
+            "—" if row["std"] is None else f"{row['std']:.4f}",
+            "—" if interval is None else f"{interval[0]:.4f} … {interval[1]:.4f}",
+            row["source"],
+        )
+    console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}")
+    if plot:
+        inversion_figure(result, plot, title=f"{spectrum.name}: {bundle.architecture} inversion")
+        console.print(f"wrote {plot}")
+    console.print(f"wrote {out} and {content['force_constants']['force_constants']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("invert")(invert)

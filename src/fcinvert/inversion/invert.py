@@ -1,0 +1,208 @@
+"""Stage III: a measured spectrum → force constants with uncertainties, in one call.
+
+``invert_spectrum`` resamples the spectrum onto the model's grid, predicts the selected θ
+(VAE: mean, standard deviation and 5–95 % interval over latent samples; ResNet: one value),
+holds the other parameters at the training reference, and computes the dispersion of the
+result at the input's own q-points. ``write_result`` writes the result JSON and the phonopy
+files (POSCAR, FORCE_CONSTANTS, phonopy_disp.yaml) of the inferred force constants.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fcinvert import __version__
+from fcinvert.data.spectrum_file import Spectrum
+from fcinvert.errors import FcinvertError
+from fcinvert.inversion.resample import Coverage, resample
+from fcinvert.iohelpers import atomic_write_text
+from fcinvert.models.bundle import ModelBundle
+from fcinvert.physics.dynamics import dynamics_basis
+from fcinvert.physics.export import write_phonopy_files
+from fcinvert.physics.fcspace import UNIT, FCSpace, build_fcspace
+from fcinvert.physics.material import Material, load_material
+
+RESULT_FORMAT = "fcinvert-inversion"
+
+
+@dataclass
+class InversionResult:
+    """Inferred force constants of one spectrum.
+
+    theta, std, low, high: (P,) eV/Å² for every parameter (``inferred`` (P,) bool marks the
+    model's outputs; the rest hold the reference, with std 0 and a zero-width interval; for
+    the deterministic ResNet std is NaN and the interval is the value itself).
+    image: (nq_m, nE_m) the input resampled onto the model grid (NaN unmeasured);
+    reconstruction: (nq_m, nE_m) VAE reconstruction of it (input-rule units) or None;
+    frequencies: (nq, nb) meV, dispersion of θ at the input's q-points (nq, 3).
+    """
+
+    material: Material
+    fcspace: FCSpace
+    bundle: ModelBundle
+    theta: np.ndarray
+    std: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    inferred: np.ndarray
+    coverage: Coverage
+    image: np.ndarray
+    reconstruction: np.ndarray | None
+    qpoints: np.ndarray
+    frequencies: np.ndarray
+    n_samples: int
+    seed: int
+    notes: list[str]
+
+
+def model_material(bundle: ModelBundle) -> tuple[Material, FCSpace]:
+    """The bundle's material and FC space, checked against the bundle's parameter names."""
+    material = load_material(bundle.config.material)
+    fcspace = build_fcspace(material)
+    if fcspace.names != bundle.config.parameter_names:
+        raise FcinvertError(
+            f"model for '{bundle.config.material}' was trained on other FC parameters than the "
+            "material now defines (its shells or cell changed); retrain the model"
+        )
+    return material, fcspace
+
+
+def reciprocal_basis(material: Material) -> np.ndarray:
+    """(3, 3) rows b_i of the standard primitive reciprocal basis, 1/Å without 2π."""
+    return np.linalg.inv(material.atoms.cell[:]).T
+
+
+def invert_spectrum(
+    spectrum: Spectrum,
+    bundle: ModelBundle,
+    n_samples: int = 100,
+    seed: int = 0,
+    tolerance: float | None = None,
+    source: str = "spectrum",
+    context: tuple[Material, FCSpace] | None = None,
+) -> InversionResult:
+    """Infer θ from ``spectrum`` with ``bundle`` (see the module docstring).
+
+    ``tolerance`` (1/Å) bounds how far an input q-point may lie from the model's path;
+    ``source`` names the input in error messages; ``context`` is ``model_material(bundle)``
+    when inverting many spectra (it takes seconds to build).
+    """
+    notes: list[str] = []
+    expected = bundle.config.material
+    if not spectrum.material:
+        notes.append(f"the spectrum names no material; assumed the model's ('{expected}')")
+    elif spectrum.material != expected:
+        raise FcinvertError(
+            f"{source}: a spectrum of '{spectrum.material}', but the model is for '{expected}'"
+        )
+    material, fcspace = context or model_material(bundle)
+    image, coverage = resample(
+        spectrum.intensity,
+        spectrum.qpoints,
+        spectrum.energy,
+        bundle.qpoints,
+        bundle.energy,
+        reciprocal_basis(material),
+        tolerance,
+    )
+    if coverage.unmeasured_model_pixels == coverage.model_pixels:
+        raise FcinvertError(
+            f"{source}: no measured pixel falls on the model's grid ({coverage.off_path_pixels} "
+            f"off its q-path, {coverage.off_energy_pixels} outside its energy window)"
+        )
+    prediction = bundle.predict(image[None], n_samples=n_samples, seed=seed)
+
+    reference = np.array(bundle.config.reference, dtype=float)
+    selected = bundle.selected_indices
+    theta = reference.copy()
+    theta[selected] = prediction.mean[0]
+    std = np.zeros_like(theta)
+    low, high = theta.copy(), theta.copy()
+    if prediction.sampled:
+        std[selected] = prediction.std[0]
+        low[selected], high[selected] = prediction.low[0], prediction.high[0]
+    else:
+        std[selected] = np.nan
+        notes.append("ResNet-18 is deterministic: no uncertainty is given")
+    inferred = np.zeros(len(theta), dtype=bool)
+    inferred[selected] = True
+
+    frequencies = dynamics_basis(fcspace, spectrum.qpoints).frequencies(theta)
+    reconstruction = bundle.reconstruct(image[None])[0] if bundle.architecture == "vae" else None
+    return InversionResult(
+        material,
+        fcspace,
+        bundle,
+        theta,
+        std,
+        low,
+        high,
+        inferred,
+        coverage,
+        image,
+        reconstruction,
+        np.asarray(spectrum.qpoints, dtype=float),
+        frequencies,
+        n_samples,
+        seed,
+        notes,
+    )
+
+
+def write_result(
+    result: InversionResult,
+    out: str | Path,
+    fc_folder: str | Path | None = None,
+    source: str = "",
+    model: str = "",
+) -> dict:
+    """Write the result JSON to ``out`` and the phonopy files into ``fc_folder`` (default:
+    ``<out stem>_phonopy`` beside it); returns the JSON content."""
+    out = Path(out)
+    fc_folder = Path(fc_folder) if fc_folder else out.with_name(f"{out.stem}_phonopy")
+    files = write_phonopy_files(result.material, result.fcspace, result.theta, fc_folder)
+    config = result.bundle.config
+    parameters = []
+    for i, name in enumerate(result.fcspace.names):
+        sampled = result.inferred[i] and np.isfinite(result.std[i])
+        parameters.append(
+            {
+                "name": name,
+                "value": float(result.theta[i]),
+                "std": float(result.std[i]) if np.isfinite(result.std[i]) else None,
+                "interval_5_95": [float(result.low[i]), float(result.high[i])]
+                if sampled or not result.inferred[i]
+                else None,
+                "source": "inferred" if result.inferred[i] else "reference",
+            }
+        )
+    content = {
+        "format": RESULT_FORMAT,
+        "version": 1,
+        "fcinvert_version": __version__,
+        "input": source,
+        "material": result.material.name,
+        "unit": UNIT,
+        "model": {
+            "path": model,
+            "architecture": config.architecture,
+            "pretrained": config.resnet.pretrained if config.resnet else None,
+            "latent_samples": result.n_samples if config.architecture == "vae" else None,
+            "seed": result.seed,
+            "test_r2": config.training.get("test", {}).get("r2"),
+        },
+        "coverage": result.coverage.as_dict(),
+        "parameters": parameters,
+        "dispersion": {
+            "qpoints": result.qpoints.tolist(),
+            "frequencies_meV": np.round(result.frequencies, 6).tolist(),
+        },
+        "force_constants": {key: str(path) for key, path in files.items()},
+        "notes": result.notes,
+    }
+    atomic_write_text(out, json.dumps(content, indent=1, ensure_ascii=False) + "\n")
+    return content
