@@ -33,14 +33,14 @@ NAMES = ["a", "b", "c", "d"]
 def test_domain_arithmetic_is_exact():
     ensemble = np.array([[1.0, -4.0, 2.0, 0.0], [2.0, -2.0, 2.0, 0.0], [4.0, -1.0, 2.0, 0.0]])
     reference = np.array([2.0, -2.0, 2.0, 0.0])
-    domain = build_domain("x", NAMES, ensemble, reference, np.array([0, 1, 2, 3]))
+    domain = build_domain("x", NAMES, ensemble, reference, np.array([0, 1, 2, 3]), toward="value")
     # range 3: [1 − 0.25·3, 4 + 1.5·3] and [−4 − 0.75, −1 + 4.5]
     assert domain.low[:2].tolist() == [0.25, -4.75] and domain.high[:2].tolist() == [8.5, 3.5]
     # no range: ± 0.1 × 2 around 2; ± 0.1 × (0.1 × max |reference| = 0.2) around 0
     assert domain.low[2:] == pytest.approx([1.8, -0.02], abs=1e-15)
     assert domain.high[2:] == pytest.approx([2.2, 0.02], abs=1e-15)
     assert domain.info["degenerate"] == ["c", "d"]
-    magnitude = build_domain("x", NAMES, ensemble, reference, np.array([0, 1]), toward="magnitude")
+    magnitude = build_domain("x", NAMES, ensemble, reference, np.array([0, 1]))  # the default
     assert magnitude.low.tolist() == [0.25, -8.5] and magnitude.high.tolist() == [8.5, -0.25]
     custom = build_domain("x", NAMES, ensemble, reference, np.array([0]), 0.5, 0.5)
     assert custom.low.tolist() == [-0.5] and custom.high.tolist() == [5.5]
