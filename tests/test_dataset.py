@@ -55,7 +55,9 @@ def test_domain_arithmetic_is_exact():
     st.floats(0, 2),
 )
 def test_domain_contains_the_ensemble_and_has_the_stated_width(ensemble, below, above):
-    domain = build_domain("x", NAMES[:3], ensemble, ensemble[0], np.arange(3), below, above)
+    domain = build_domain(
+        "x", NAMES[:3], ensemble, ensemble[0], np.arange(3), below, above, toward="value"
+    )
     smallest, largest = ensemble.min(axis=0), ensemble.max(axis=0)
     span = largest - smallest
     moving = span > 1e-9 * max(np.abs(ensemble).max(), 1.0)
