@@ -10,9 +10,9 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fcinvert.cli.progress import stage_progress
 from fcinvert.data.fold import DEFAULT_PERPENDICULAR, FoldResult, fold_points, fold_volume
 from fcinvert.data.measurement import parse_orientations, signal_to_noise, simulate_scans
 from fcinvert.data.readers import Volume, read_measurement, write_savemd
@@ -143,20 +143,7 @@ def measure(
     u_vector, v_vector = parse_vector(u, "u"), parse_vector(v, "v")
     orientation = Orientation.from_vectors(conventional_lattice(loaded), u_vector, v_vector)
     model = StructureFactorModel.build(loaded, fcspace)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
-
+    with stage_progress(console) as progress:
         scans = simulate_scans(
             loaded,
             model,

@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fcinvert.cli.progress import stage_progress
 from fcinvert.errors import FcinvertError
 
 console = Console(stderr=True)
@@ -58,20 +58,7 @@ def single_scan(
     if not name:
         raise FcinvertError(f"{scans}: scans.json names no material; choose --model")
     bundle = load_bundle(name)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
-
+    with stage_progress(console) as progress:
         study = run_single_scan(
             scans, bundle, str(find_bundle(name)), samples, seed, rank, refine, dataset, progress
         )
