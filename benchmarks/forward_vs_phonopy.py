@@ -61,6 +61,7 @@ def main() -> None:
         start = time.perf_counter()
         basis = dynamics_basis(fcspace, material.path.qpoints)
         setup = time.perf_counter() - start
+        render(basis.frequencies(thetas[:2]), material.energy)  # numba compiles on first use
         start = time.perf_counter()
         frequencies = basis.frequencies(thetas)
         solve = time.perf_counter() - start
