@@ -89,12 +89,7 @@ def untrained_bundle(architecture: str, folder: Path) -> Path:
         architecture=architecture,
         material="ge",
         qpoints=[tuple(q) for q in material.path.qpoints.tolist()],
-        energy=EnergyConfig(
-            centres=material.energy.centres.tolist(),
-            width=material.energy.width,
-            fwhm0=material.energy.fwhm0,
-            slope=material.energy.slope,
-        ),
+        energy=EnergyConfig.from_grid(material.energy),
         parameter_names=fcspace.names,
         selected=selected,
         reference=reference.tolist(),

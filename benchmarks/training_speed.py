@@ -45,12 +45,7 @@ def measure(stage: str, batches: int, warmup: int, batch_size: int) -> dict:
         architecture=architecture,
         material="ge",
         qpoints=[tuple(q) for q in material.path.qpoints.tolist()],
-        energy=EnergyConfig(
-            centres=material.energy.centres.tolist(),
-            width=material.energy.width,
-            fwhm0=material.energy.fwhm0,
-            slope=material.energy.slope,
-        ),
+        energy=EnergyConfig.from_grid(material.energy),
         parameter_names=[f"p{i}" for i in range(k)],
         selected=[f"p{i}" for i in range(k)],
         reference=[0.0] * k,

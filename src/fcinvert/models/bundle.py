@@ -53,6 +53,12 @@ class EnergyConfig(BaseModel):
     fwhm0: float
     slope: float
 
+    @classmethod
+    def from_grid(cls, grid: EnergyGrid) -> EnergyConfig:
+        return cls(
+            centres=grid.centres.tolist(), width=grid.width, fwhm0=grid.fwhm0, slope=grid.slope
+        )
+
     def grid(self) -> EnergyGrid:
         return EnergyGrid(np.asarray(self.centres), self.width, self.fwhm0, self.slope)
 

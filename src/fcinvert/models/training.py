@@ -394,12 +394,7 @@ def _bundle_config(info: StoredDataset, config: TrainConfig, scaler: TargetScale
         architecture=config.architecture,
         material=info.material,
         qpoints=[tuple(q) for q in info.qpoints.tolist()],
-        energy=EnergyConfig(
-            centres=info.energy.centres.tolist(),
-            width=info.energy.width,
-            fwhm0=info.energy.fwhm0,
-            slope=info.energy.slope,
-        ),
+        energy=EnergyConfig.from_grid(info.energy),
         parameter_names=info.parameter_names,
         selected=info.selected_names,
         reference=info.reference.tolist(),
