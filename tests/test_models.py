@@ -274,9 +274,52 @@ def test_resume_after_kill_continues_to_the_same_weights(models: dict[str, Path]
     for name, network in reference.bundle.networks.items():
         for key, value in network.state_dict().items():
             assert torch.equal(value, resumed.bundle.networks[name].state_dict()[key]), key
-    assert not (interrupted / "checkpoints").exists()
-    with pytest.raises(FcinvertError, match="already holds a trained model"):
+    assert not list((interrupted / "checkpoints").glob("*/steps.ckpt"))
+    with pytest.raises(FcinvertError, match="already trained as far as asked"):
         train_model(models["data"], interrupted, tiny_config("vae", **settings), progress=False)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "before", "after"),
+    [
+        ("resnet", {"epochs": 1}, {"epochs": 3}),
+        ("vae", {"epochs": 1, "regressor_epochs": 1}, {"epochs": 1, "regressor_epochs": 3}),
+        ("vae", {"epochs": 1, "regressor_epochs": 2}, {"epochs": 2, "regressor_epochs": 2}),
+    ],
+)
+def test_more_epochs_continue_a_finished_bundle_as_one_longer_run(
+    architecture, before, after, models: dict[str, Path], tmp_path: Path
+):
+    torch.set_num_threads(1)
+    common = {"limit": 96, "seed": 3, "patience": 50}
+    continued, straight = tmp_path / "continued", tmp_path / "straight"
+    data = models["data"]
+    train_model(data, continued, tiny_config(architecture, **common, **before), progress=False)
+    result = train_model(
+        data, continued, tiny_config(architecture, **common, **after), progress=False
+    )
+    reference = train_model(
+        data, straight, tiny_config(architecture, **common, **after), progress=False
+    )
+    for name, network in reference.bundle.networks.items():
+        for key, value in network.state_dict().items():
+            assert torch.equal(value, result.bundle.networks[name].state_dict()[key]), key
+    assert load_bundle(continued).config.training == result.bundle.config.training
+    for stage, summary in reference.stages.items():
+        assert result.stages[stage]["epochs"] == summary["epochs"]
+        with (continued / "logs" / f"{stage}.csv").open() as handle:
+            assert [int(r["epoch"]) for r in csv.DictReader(handle)] == list(
+                range(summary["epochs"])
+            )
+
+
+def test_a_bundle_without_checkpoints_is_not_trained_further(
+    models: dict[str, Path], tmp_path: Path
+):
+    out = tmp_path / "copy"
+    shutil.copytree(models["resnet"], out, ignore=shutil.ignore_patterns("checkpoints"))
+    with pytest.raises(FcinvertError, match="without its checkpoints"):
+        train_model(models["data"], out, tiny_config("resnet", epochs=50), progress=False)
 
 
 def test_resume_refuses_changed_settings(models: dict[str, Path], tmp_path: Path):

@@ -10,8 +10,10 @@ and resumed from its checkpoint gives the same weights as an uninterrupted one. 
 same command resumes; finished stages are skipped. CPU by default, a GPU when there is one.
 
 When the stages are done the best weights (lowest validation loss) go into a model bundle in
-``out`` (see ``bundle``), evaluated on the dataset's test split (R² and MAE per parameter), and
-the checkpoints are deleted.
+``out`` (see ``bundle``), evaluated on the dataset's test split (R² and MAE per parameter). The
+last checkpoint of each stage stays in ``out/checkpoints``: re-running with more epochs trains a
+finished bundle further (a continued VAE retrains its regressor from scratch), exactly as one
+longer run would have; deleting the folder frees the space and ends that option.
 """
 
 from __future__ import annotations
@@ -63,7 +65,6 @@ from fcinvert.models.vae import SpectrumVAE, VAEConfig, vae_loss
 WORK = "checkpoints"
 LOGS = "logs"
 STAGES = {"vae": ("vae", "regressor"), "resnet": ("resnet",)}
-#: settings that may change between a killed run and its resumption
 #: Lightning warnings about things done on purpose: data in memory (no workers needed), the
 #: frozen encoder in eval mode, resuming into a checkpoint folder, deterministic fallbacks
 QUIET = (
@@ -73,6 +74,7 @@ QUIET = (
     ".*module\\(s\\) in eval mode.*",
     ".*exists and is not empty.*",
 )
+#: settings that may change between a run and its resumption or continuation
 RESUMABLE_CHANGES = {"epochs", "regressor_epochs", "patience", "accelerator", "checkpoint_every"}
 
 
@@ -314,17 +316,17 @@ def train_model(
 
     ``material`` (a name), when given, must be the dataset's. ``pretrained``: a torchvision
     resnet18 state dict to start the ResNet from (ImageNet transfer). Re-running with the same
-    ``out`` resumes a killed run.
+    ``out`` resumes a killed run, or continues a finished one when more epochs are asked for.
     """
     out = Path(out)
     info = read_dataset(data)
     if material is not None and material != info.material:
         raise FcinvertError(f"{data}: a dataset for '{info.material}', not '{material}'")
-    if (out / CONFIG_NAME).exists():
-        raise FcinvertError(f"{out}: already holds a trained model; choose another --out")
     if pretrained is not None and config.architecture != "resnet":
         raise FcinvertError("--pretrained applies to the ResNet only")
     work = out / WORK
+    if (out / CONFIG_NAME).exists():
+        _check_continuable(out, config)
     _check_resumable(work / "train_config.json", config, info)
     (out / LOGS).mkdir(parents=True, exist_ok=True)
 
@@ -354,9 +356,16 @@ def train_model(
         bundle_config.resnet = bundle_config.resnet.model_copy(update={"pretrained": description})
 
     summaries: dict[str, dict] = {}
+    upstream_trained = False
     for stage in STAGES[config.architecture]:
+        if upstream_trained:  # the encoder moved on: its regressor starts afresh
+            shutil.rmtree(work / stage, ignore_errors=True)
+            (out / LOGS / f"{stage}.csv").unlink(missing_ok=True)
         module = stage_module(stage, networks, config, scaler)
-        summaries[stage] = _run_stage(stage, module, loaders, work, out / LOGS, config, progress)
+        summaries[stage], trained = _run_stage(
+            stage, module, loaders, work, out / LOGS, config, progress
+        )
+        upstream_trained |= trained
         networks[stage].eval()
 
     for network in networks.values():  # back from the GPU, if training used one
@@ -367,7 +376,8 @@ def train_model(
     if info.sizes.get("test", 0) > 0:
         bundle_config.training["test"] = evaluate(bundle, info, config)
     save_bundle(bundle, out)
-    shutil.rmtree(work)
+    for mid_epoch in work.glob("*/steps.ckpt"):  # the end-of-epoch checkpoints suffice now
+        mid_epoch.unlink()
     return TrainingResult(bundle, out, summaries)
 
 
@@ -424,14 +434,17 @@ def _run_stage(
     logs: Path,
     config: TrainConfig,
     progress: bool,
-) -> dict:
-    """Fit one stage (resuming from its checkpoint), then load its best weights."""
+) -> tuple[dict, bool]:
+    """Fit one stage (resuming from its checkpoint), then load its best weights. Returns the
+    stage summary and whether it trained in this call."""
     folder = work / stage
     done = folder / "done.json"
     best = folder / "best.safetensors"
-    if done.exists():
+    epochs = config.regressor_epochs if stage == "regressor" else config.epochs
+    if not _stage_pending(folder, epochs):
         module.network.load_state_dict(load_file(best))
-        return json.loads(done.read_text())
+        return json.loads(done.read_text()), False
+    done.unlink(missing_ok=True)  # a finished stage asked for more epochs continues
     folder.mkdir(parents=True, exist_ok=True)
     module.network.train()
     record = StageRecord(folder, logs / f"{stage}.csv")
@@ -459,7 +472,6 @@ def _run_stage(
         )
     if progress:
         callbacks.append(RichProgressBar(leave=True))
-    epochs = config.regressor_epochs if stage == "regressor" else config.epochs
     resume = _latest_checkpoint(folder)
     with _quiet_lightning():
         trainer = L.Trainer(
@@ -486,7 +498,34 @@ def _run_stage(
         "device": str(trainer.strategy.root_device),
     }
     atomic_write_text(done, json.dumps(summary, indent=1) + "\n")
-    return summary
+    return summary, True
+
+
+def _stage_pending(folder: Path, epochs: int) -> bool:
+    """Whether a stage still has epochs to train: never finished, or finished short of
+    ``epochs`` without early stopping."""
+    done = folder / "done.json"
+    if not done.exists():
+        return True
+    summary = json.loads(done.read_text())
+    return not summary["stopped_early"] and summary["epochs"] < epochs
+
+
+def _check_continuable(out: Path, config: TrainConfig) -> None:
+    """A folder holding a finished bundle trains further only with its checkpoints and with
+    more epochs asked for than a stage has had."""
+    work = out / WORK
+    if not (work / "train_config.json").exists():
+        raise FcinvertError(
+            f"{out}: already holds a trained model without its checkpoints; choose another --out"
+        )
+    stages = STAGES[config.architecture]
+    epochs = {"regressor": config.regressor_epochs}
+    if not any(_stage_pending(work / s, epochs.get(s, config.epochs)) for s in stages):
+        raise FcinvertError(
+            f"{out}: already trained as far as asked (stopped early, or no more epochs than "
+            "before); raise --epochs to train further or choose another --out"
+        )
 
 
 @contextlib.contextmanager
