@@ -81,12 +81,15 @@ class ResNet18(nn.Module):
         for module in self.modules():  # zero-init the last BN of each block (torchvision option)
             if isinstance(module, BasicBlock):
                 nn.init.zeros_(module.bn2.weight)
+        # channels-last weights and activations: ~1.5× faster convolutions on CPU (oneDNN)
+        self.to(memory_format=torch.channels_last)
 
     @staticmethod
     def _stage(inputs: int, outputs: int, stride: int) -> nn.Sequential:
         return nn.Sequential(BasicBlock(inputs, outputs, stride), BasicBlock(outputs, outputs, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
