@@ -395,3 +395,38 @@ def test_augmented_training_with_a_mask_channel(models: dict[str, Path], tmp_pat
     spectra, _ = split_arrays(models["data"], "test")
     spectra[:, ::2] = np.nan
     assert np.all(np.isfinite(bundle.predict(spectra[:4], n_samples=5).mean))
+
+
+def test_a_frozen_encoder_is_reused_and_only_the_regressor_trains(
+    models: dict[str, Path], tmp_path: Path
+):
+    torch.set_num_threads(1)
+    config = tiny_config("vae", regressor_epochs=15, encoder=str(models["vae"]), vae=VAEConfig())
+    result = train_model(models["data"], tmp_path / "reuse", config, progress=False)
+    source = load_bundle(models["vae"])
+    for key, value in source.networks["vae"].state_dict().items():
+        assert torch.equal(value, result.bundle.networks["vae"].state_dict()[key]), key
+    assert result.bundle.config.vae == source.config.vae  # the bundle's settings, not the config's
+    assert result.stages["vae"]["encoder_from"] == str(models["vae"])
+    assert result.stages["regressor"]["epochs"] > 0
+    spectra, truth = split_arrays(models["data"], "test")
+    predicted = result.bundle.predict(spectra, n_samples=20).mean
+    baseline = ((truth - truth.mean(axis=0)) ** 2).mean()
+    assert ((predicted - truth) ** 2).mean() < 0.3 * baseline
+
+
+def test_an_encoder_that_does_not_fit_is_refused(models: dict[str, Path], tmp_path: Path):
+    with pytest.raises(FcinvertError, match="a resnet model has no encoder"):
+        train_model(
+            models["data"],
+            tmp_path / "a",
+            tiny_config("vae", encoder=str(models["resnet"])),
+            progress=False,
+        )
+    with pytest.raises(FcinvertError, match=r"its \(q, E\) grid is not the dataset's"):
+        train_model(
+            models["data"], tmp_path / "b", tiny_config("vae", encoder="ge"), progress=False
+        )
+    with pytest.raises(FcinvertError, match="applies to the VAE only"):
+        config = tiny_config("resnet", encoder=str(models["vae"]))
+        train_model(models["data"], tmp_path / "c", config, progress=False)

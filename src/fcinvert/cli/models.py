@@ -33,6 +33,13 @@ def train(
     pretrained: Annotated[
         Path | None, typer.Option(help="torchvision resnet18 weights (.safetensors or .pth)")
     ] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            help="VAE bundle (folder or shipped name) whose frozen encoder to reuse: only the "
+            "regressor trains; the VAE settings are the bundle's"
+        ),
+    ] = None,
     val_fraction: Annotated[float, typer.Option(help="share of training spectra validating")] = 0.1,
     patience: Annotated[int, typer.Option(help="early-stopping patience (epochs)")] = 10,
     seed: Annotated[int, typer.Option(help="seed of every random choice")] = 0,
@@ -80,6 +87,7 @@ def train(
             limit=limit,
             checkpoint_every=checkpoint_every,
             accelerator=accelerator,
+            encoder=encoder,
             vae=VAEConfig(latent=latent, channels=channels, beta=beta),
             regressor=RegressorConfig(),
             resnet=ResNetConfig(width=resnet_width),

@@ -8,6 +8,8 @@ a checkpoint after every epoch (and every ``checkpoint_every`` steps), and a per
 (seed, epoch), latent and augmentation noise from (seed, stage, global step), so a run killed
 and resumed from its checkpoint gives the same weights as an uninterrupted one. Re-running the
 same command resumes; finished stages are skipped. CPU by default, a GPU when there is one.
+``config.encoder`` names a trained VAE bundle whose frozen encoder is reused: only a regressor
+trains (for more epochs, or for another selection of parameters).
 
 When the stages are done the best weights (lowest validation loss) go into a model bundle in
 ``out`` (see ``bundle``), evaluated on the dataset's test split (R² and MAE per parameter). The
@@ -54,6 +56,8 @@ from fcinvert.models.bundle import (
     EnergyConfig,
     ModelBundle,
     build_networks,
+    find_bundle,
+    load_bundle,
     round_to_storage,
     save_bundle,
 )
@@ -98,6 +102,9 @@ class TrainConfig(BaseModel):
     checkpoint_every: int | None = Field(default=None, gt=0, description="also every N steps")
     accelerator: str = "auto"
     test_samples: int = Field(default=100, gt=0, description="latent samples in the test scores")
+    encoder: str | None = Field(
+        default=None, description="VAE bundle whose frozen encoder is reused (no VAE stage)"
+    )
     vae: VAEConfig = VAEConfig()
     regressor: RegressorConfig = RegressorConfig()
     resnet: ResNetConfig = ResNetConfig()
@@ -327,6 +334,12 @@ def train_model(
         raise FcinvertError(f"{data}: a dataset for '{info.material}', not '{material}'")
     if pretrained is not None and config.architecture != "resnet":
         raise FcinvertError("--pretrained applies to the ResNet only")
+    source = None
+    if config.encoder is not None:
+        source = _encoder_source(config, info)
+        config = config.model_copy(
+            update={"vae": source.config.vae, "mask_channel": source.config.mask_channel}
+        )
     work = out / WORK
     if (out / CONFIG_NAME).exists():
         _check_continuable(out, config)
@@ -357,6 +370,8 @@ def train_model(
     if pretrained is not None:
         description = load_torchvision_weights(networks["resnet"], pretrained)
         bundle_config.resnet = bundle_config.resnet.model_copy(update={"pretrained": description})
+    if source is not None:
+        _adopt_encoder(source, str(config.encoder), work / "vae", out / LOGS)
 
     summaries: dict[str, dict] = {}
     upstream_trained = False
@@ -534,12 +549,49 @@ def _run_stage(
 
 def _stage_pending(folder: Path, epochs: int) -> bool:
     """Whether a stage still has epochs to train: never finished, or finished short of
-    ``epochs`` without early stopping."""
+    ``epochs`` without early stopping (an adopted encoder is never trained further)."""
     done = folder / "done.json"
     if not done.exists():
         return True
     summary = json.loads(done.read_text())
+    if "encoder_from" in summary:
+        return False
     return not summary["stopped_early"] and summary["epochs"] < epochs
+
+
+def _encoder_source(config: TrainConfig, info: StoredDataset) -> ModelBundle:
+    """The VAE bundle named by ``config.encoder``, checked against the dataset."""
+    if config.architecture != "vae":
+        raise FcinvertError("--encoder applies to the VAE only")
+    source = load_bundle(config.encoder)
+    where = f"--encoder {config.encoder}"
+    if source.architecture != "vae":
+        raise FcinvertError(f"{where}: a {source.architecture} model has no encoder")
+    if source.config.material != info.material:
+        material = source.config.material
+        raise FcinvertError(f"{where}: a model of '{material}', not '{info.material}'")
+    same_grid = source.qpoints.shape == info.qpoints.shape and np.allclose(
+        source.qpoints, info.qpoints, atol=1e-9
+    )
+    if not same_grid or not np.allclose(source.energy.centres, info.energy.centres, atol=1e-9):
+        raise FcinvertError(f"{where}: its (q, E) grid is not the dataset's {info.path}")
+    return source
+
+
+def _adopt_encoder(source: ModelBundle, name: str, folder: Path, logs: Path) -> None:
+    """Make the source bundle's VAE the finished VAE stage of this run (weights, summary, log)."""
+    if (folder / "done.json").exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.float().contiguous() for k, v in source.networks["vae"].state_dict().items()}
+    with atomic_path(folder / "best.safetensors") as temporary:
+        save_file(state, str(temporary))
+    summary = {**source.config.training.get("stages", {}).get("vae", {}), "encoder_from": name}
+    summary.setdefault("epochs", 0)
+    log = find_bundle(name) / LOGS / "vae.csv"
+    if log.exists():
+        shutil.copyfile(log, logs / "vae.csv")
+    atomic_write_text(folder / "done.json", json.dumps(summary, indent=1) + "\n")
 
 
 def _check_continuable(out: Path, config: TrainConfig) -> None:
