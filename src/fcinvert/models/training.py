@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -586,9 +587,14 @@ def _adopt_encoder(source: ModelBundle, name: str, folder: Path, logs: Path) -> 
     state = {k: v.float().contiguous() for k, v in source.networks["vae"].state_dict().items()}
     with atomic_path(folder / "best.safetensors") as temporary:
         save_file(state, str(temporary))
-    summary = {**source.config.training.get("stages", {}).get("vae", {}), "encoder_from": name}
+    weights = find_bundle(name) / "vae.safetensors"
+    summary = {
+        **source.config.training.get("stages", {}).get("vae", {}),
+        "encoder_from": name,
+        "encoder_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+    }
     summary.setdefault("epochs", 0)
-    log = find_bundle(name) / LOGS / "vae.csv"
+    log = weights.parent / LOGS / "vae.csv"
     if log.exists():
         shutil.copyfile(log, logs / "vae.csv")
     atomic_write_text(folder / "done.json", json.dumps(summary, indent=1) + "\n")
