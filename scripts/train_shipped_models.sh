@@ -24,7 +24,7 @@ mkdir -p work/data "$runs"
 [ -f "$runs/$m-vae-regressor/config.json" ] || OMP_NUM_THREADS=1 $fcinvert train "$m" \
   --model vae --encoder "$runs/$m-vae" --data "$data" --out "$runs/$m-vae-regressor" \
   --regressor-epochs 300 --patience 15 --threads 1 --seed 0 --quiet
-# 3. ResNet-18 (~15 min per epoch on two threads); re-run with more epochs to continue
+# 3. ResNet-18 (~10 min per epoch on two idle threads); re-run with more epochs to continue
 done_epochs=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['training']['stages']['resnet']['epochs'])" \
   "$runs/$m-resnet/config.json" 2>/dev/null || echo 0)
 if [ "$done_epochs" -lt "$resnet_epochs" ]; then
