@@ -326,7 +326,7 @@ def relax_cell(atoms: Atoms, calculator: Any, fmax: float = 1e-4, steps: int = 5
 def member_dispersion(phonon: Phonopy, qpoints: np.ndarray) -> np.ndarray:
     """ħω (nq, nb) meV of phonopy's own force constants at ``qpoints`` (imaginary negative)."""
     phonon.run_qpoints(qpoints)
-    return np.asarray(phonon.get_qpoints_dict()["frequencies"]) * THZ_TO_MEV
+    return np.asarray(phonon.qpoints.frequencies) * THZ_TO_MEV
 
 
 def summarise_frequencies(material: Material, frequencies: np.ndarray) -> dict[str, Any]:
