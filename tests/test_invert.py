@@ -14,7 +14,12 @@ from small_dataset import run_cli, trained_models
 
 from fcinvert.data.spectrum_file import Spectrum, read_spectrum, write_spectrum
 from fcinvert.errors import FcinvertError
-from fcinvert.inversion.invert import invert_spectrum, reciprocal_basis, write_result
+from fcinvert.inversion.invert import (
+    instability_note,
+    invert_spectrum,
+    reciprocal_basis,
+    write_result,
+)
 from fcinvert.inversion.resample import default_tolerance, resample
 from fcinvert.models.bundle import find_bundle, load_bundle
 from fcinvert.physics.dynamics import dynamics_basis
@@ -239,3 +244,15 @@ def test_spectrum_file_round_trip_feeds_invert(models, ge, tmp_path):
     direct = invert_spectrum(spectrum, bundle, seed=3, context=ge)
     via_file = invert_spectrum(again, bundle, seed=3, context=ge)
     np.testing.assert_allclose(via_file.theta, direct.theta, rtol=1e-6)
+
+
+def test_unstable_force_constants_are_flagged(ge):
+    material, fcspace = ge
+    reference = fcspace.theta_from_dict(material.require_reference(), np.zeros(fcspace.n_params))
+    qpoints = material.path.qpoints
+    basis = dynamics_basis(fcspace, qpoints)
+    assert instability_note(basis.frequencies(reference), qpoints) is None
+    note = instability_note(basis.frequencies(-reference), qpoints)  # every ω² flips sign
+    assert note is not None and "dynamically unstable" in note
+    lowest = float(note.split("mode at ")[1].split(" meV")[0])
+    assert lowest == pytest.approx(-basis.frequencies(reference).max(), abs=0.01)

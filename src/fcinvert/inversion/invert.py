@@ -21,7 +21,7 @@ from fcinvert.errors import FcinvertError
 from fcinvert.inversion.resample import Coverage, resample
 from fcinvert.iohelpers import atomic_write_text
 from fcinvert.models.bundle import ModelBundle
-from fcinvert.physics.dynamics import dynamics_basis
+from fcinvert.physics.dynamics import UNSTABLE_BELOW, dynamics_basis
 from fcinvert.physics.export import write_phonopy_files
 from fcinvert.physics.fcspace import UNIT, FCSpace, build_fcspace
 from fcinvert.physics.material import Material, load_material
@@ -74,6 +74,21 @@ def model_material(bundle: ModelBundle) -> tuple[Material, FCSpace]:
 def reciprocal_basis(material: Material) -> np.ndarray:
     """(3, 3) rows b_i of the standard primitive reciprocal basis, 1/Å without 2π."""
     return np.linalg.inv(material.atoms.cell[:]).T
+
+
+def instability_note(frequencies: np.ndarray, qpoints: np.ndarray) -> str | None:
+    """A warning when the dispersion (nq, nb) meV at ``qpoints`` (nq, 3) has imaginary modes
+    (negative, below UNSTABLE_BELOW): the inferred FCs cannot describe a stable crystal."""
+    q, branch = np.unravel_index(np.argmin(frequencies), frequencies.shape)
+    lowest = frequencies[q, branch]
+    if lowest >= UNSTABLE_BELOW:
+        return None
+    where = ", ".join(f"{c:.3g}" for c in qpoints[q])
+    return (
+        f"the inferred force constants are dynamically unstable: an imaginary mode at "
+        f"{lowest:.2f} meV at q = ({where}); the spectrum may lie outside the model's training "
+        "domain (--refine fits the physics to it)"
+    )
 
 
 def invert_spectrum(
@@ -132,6 +147,9 @@ def invert_spectrum(
     inferred[selected] = True
 
     frequencies = dynamics_basis(fcspace, spectrum.qpoints).frequencies(theta)
+    warning = instability_note(frequencies, spectrum.qpoints)
+    if warning:
+        notes.append(warning)
     reconstruction = bundle.reconstruct(image[None])[0] if bundle.architecture == "vae" else None
     return InversionResult(
         material,
