@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from evaluate_time import untrained_bundle  # a sibling script: benchmarks/ is on sys.path
+
 GOAL_S = 0.020
 
 
@@ -35,41 +37,6 @@ def timed(function, repeats: int) -> float:
         function()
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
-
-
-def untrained_ge_bundle(folder: Path) -> Path:
-    """A default-architecture VAE bundle on the Ge grid with untrained weights."""
-    from fcinvert.models.bundle import (
-        BundleConfig,
-        EnergyConfig,
-        ModelBundle,
-        build_networks,
-        save_bundle,
-    )
-    from fcinvert.models.regressor import RegressorConfig
-    from fcinvert.models.vae import VAEConfig
-    from fcinvert.physics.fcspace import build_fcspace
-    from fcinvert.physics.material import load_material
-
-    material = load_material("ge")
-    fcspace = build_fcspace(material)
-    reference = fcspace.theta_from_dict(material.require_reference(), [0.0] * fcspace.n_params)
-    selected = fcspace.names[:8]
-    config = BundleConfig(
-        architecture="vae",
-        material="ge",
-        qpoints=[tuple(q) for q in material.path.qpoints.tolist()],
-        energy=EnergyConfig.from_grid(material.energy),
-        parameter_names=fcspace.names,
-        selected=selected,
-        reference=reference.tolist(),
-        target_mean=[0.0] * len(selected),
-        target_std=[1.0] * len(selected),
-        mask_channel=False,
-        vae=VAEConfig(),
-        regressor=RegressorConfig(),
-    )
-    return save_bundle(ModelBundle(config, build_networks(config)), folder)
 
 
 def main() -> None:
@@ -96,7 +63,7 @@ def main() -> None:
     try:
         folder, which = find_bundle("ge"), "shipped Ge VAE"
     except FcinvertError:
-        folder, which = untrained_ge_bundle(scratch / "bundle"), "untrained Ge-grid VAE"
+        folder, which = untrained_bundle("vae", scratch / "bundle"), "untrained Ge-grid VAE"
     bundle = load_bundle(folder)
     material, fcspace = context = model_material(bundle)
     theta = np.array(bundle.config.reference)
