@@ -18,9 +18,10 @@ from fcinvert.inversion.invert import (
     instability_note,
     invert_spectrum,
     reciprocal_basis,
-    write_result,
 )
+from fcinvert.inversion.pipeline import infer
 from fcinvert.inversion.resample import default_tolerance, resample
+from fcinvert.inversion.result_file import write_inference
 from fcinvert.models.bundle import find_bundle, load_bundle
 from fcinvert.physics.dynamics import dynamics_basis
 from fcinvert.physics.material import EnergyGrid
@@ -137,7 +138,9 @@ def test_invert_recovers_known_parameters(models, ge, tmp_path: Path):
     expected = dynamics_basis(fcspace, spectrum.qpoints).frequencies(result.theta)
     np.testing.assert_allclose(result.frequencies, expected)
 
-    content = write_result(result, tmp_path / "result.json", source="sim", model="tiny")
+    inference = infer(spectrum, *ge, bundle, refine=False, seed=0)
+    np.testing.assert_allclose(inference.theta, result.theta)
+    content = write_inference(inference, tmp_path / "result.json", source="sim", model="tiny")
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved == content and saved["format"] == "fcinvert-inversion"
     names = [p["name"] for p in saved["parameters"]]
@@ -148,6 +151,13 @@ def test_invert_recovers_known_parameters(models, ge, tmp_path: Path):
         low, high = row["interval_5_95"]
         assert low <= row["value"] <= high and row["std"] > 0
     assert np.shape(saved["dispersion"]["frequencies_meV"]) == result.frequencies.shape
+    band = (
+        np.array(saved["dispersion"]["frequencies_low_meV"]),
+        np.array(saved["dispersion"]["frequencies_high_meV"]),
+    )
+    assert np.all(band[0] <= result.frequencies + 1e-6)
+    assert np.all(result.frequencies <= band[1] + 1e-6)
+    assert all(p["determined"] == (p["source"] == "inferred") for p in saved["parameters"])
     written = parse_FORCE_CONSTANTS(saved["force_constants"]["force_constants"])
     np.testing.assert_allclose(written, fcspace.force_constants(result.theta), atol=1e-9)
     assert saved["coverage"]["outside_pixels"] == 0
@@ -155,8 +165,9 @@ def test_invert_recovers_known_parameters(models, ge, tmp_path: Path):
 
 def test_resnet_inversion_has_no_uncertainty(models, ge, tmp_path: Path):
     spectrum, _ = simulated(models, ge, 0)
-    result = invert_spectrum(spectrum, load_bundle(models["resnet"]), context=ge)
-    content = write_result(result, tmp_path / "r.json")
+    bundle = load_bundle(models["resnet"])
+    result = invert_spectrum(spectrum, bundle, context=ge)
+    content = write_inference(infer(spectrum, *ge, bundle, refine=False), tmp_path / "r.json")
     inferred = [p for p in content["parameters"] if p["source"] == "inferred"]
     assert all(p["std"] is None and p["interval_5_95"] is None for p in inferred)
     assert result.reconstruction is None and "deterministic" in " ".join(result.notes)

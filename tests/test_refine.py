@@ -20,6 +20,7 @@ from scipy.optimize import nnls
 
 from fcinvert.data.spectrum_file import Spectrum, read_spectrum, write_spectrum
 from fcinvert.errors import FcinvertError
+from fcinvert.inversion.prior import Prior
 from fcinvert.inversion.refine import (
     SpectrumFit,
     batched_nnls,
@@ -175,7 +176,7 @@ def test_analytic_jacobian_equals_finite_differences(ge, intensities, extra_fwhm
         material.energy,
         data,
         np.full(data.shape, 0.3),
-        theta,
+        Prior.around(theta),
         intensities=intensities,
         extra_fwhm=extra_fwhm,
         branch_weights=weights,
@@ -196,8 +197,10 @@ def test_analytic_jacobian_equals_finite_differences(ge, intensities, extra_fwhm
 
 
 def test_uncertainty_shrinks_with_more_counts_and_is_calibrated(nb_scenario):
-    """σ(θ) shrinks with exposure, and at good statistics it matches the scatter of repeated
-    measurements: the pooled z = (θ − truth)/σ of the top parameters has an RMS near 1."""
+    """σ(θ) shrinks with exposure (less than 1/√counts: at 1600 counts the small model error
+    of the free intensities shows, and the robust covariance keeps it), and at good statistics
+    it matches the scatter of repeated measurements: the pooled z = (θ − truth)/σ of the top
+    parameters has an RMS near 1."""
     top = np.argsort(-np.abs(nb_scenario.truth))[:TOP]
     low = nb_scenario.refine(nb_scenario.counts(peak=100.0, seed=4, background=3.0))
     pulls, sigmas = [], []
@@ -205,7 +208,7 @@ def test_uncertainty_shrinks_with_more_counts_and_is_calibrated(nb_scenario):
         high = nb_scenario.refine(nb_scenario.counts(peak=1600.0, seed=10 + seed, background=48))
         pulls.append((high.theta[top] - nb_scenario.truth[top]) / high.sigma[top])
         sigmas.append(high.sigma[top])
-    assert np.all(low.sigma[top] > 2.0 * np.mean(sigmas, axis=0))
+    assert np.all(low.sigma[top] > 1.5 * np.mean(sigmas, axis=0))
     assert 0.6 < np.sqrt(np.mean(np.square(pulls))) < 1.6
 
 

@@ -121,81 +121,124 @@ def invert(
     model: Annotated[
         str | None,
         typer.Option(
-            help="bundle folder or shipped name (ge, ge-resnet, …); default: the "
-            "spectrum's material's shipped VAE"
+            help="bundle folder or shipped name (ge, ge-resnet, …); default: the spectrum's "
+            "material's shipped VAE, unless --material is given"
         ),
     ] = None,
+    material: Annotated[
+        str | None,
+        typer.Option(
+            help="material name or folder: without --model, refine from its force-field "
+            "ensemble alone (no trained model needed)"
+        ),
+    ] = None,
+    refine: Annotated[
+        bool,
+        typer.Option(
+            "--refine",
+            help="fit every FC parameter to the spectrum from many starts (ML estimate and its "
+            "draws, every force-field member, the ensemble median); implied by --material",
+        ),
+    ] = False,
     plot: Annotated[Path | None, typer.Option(help="figure (PNG or SVG)")] = None,
     samples: Annotated[int, typer.Option(help="latent samples (VAE)")] = 100,
-    seed: Annotated[int, typer.Option(help="seed of the latent samples")] = 0,
+    seed: Annotated[int, typer.Option(help="seed of every random draw")] = 0,
     fc_out: Annotated[
         Path | None, typer.Option(help="folder for phonopy files (default: <out>_phonopy)")
     ] = None,
     q_tolerance: Annotated[
         float | None, typer.Option(help="max distance (1/Å) of an input q from the model path")
     ] = None,
-    refine: Annotated[
-        bool, typer.Option("--refine", help="then fit every FC parameter to the spectrum")
-    ] = False,
     intensities: Annotated[
         Literal["free", "fast"],
         typer.Option(help="refinement's branch intensities: free per branch, or equal (paper)"),
     ] = "free",
 ) -> None:
-    """Infer force constants from a spectrum with a trained model."""
+    """Infer force constants, with intervals, from a spectrum."""
     from fcinvert.data.spectrum_file import read_spectrum
     from fcinvert.errors import FcinvertError
-    from fcinvert.inversion.invert import invert_spectrum, write_result
+    from fcinvert.inversion.invert import model_material
+    from fcinvert.inversion.pipeline import infer
     from fcinvert.inversion.plot import inversion_figure
+    from fcinvert.inversion.result_file import write_inference
     from fcinvert.models.bundle import find_bundle, load_bundle
+    from fcinvert.physics.fcspace import build_fcspace
+    from fcinvert.physics.material import load_material
 
     measured = read_spectrum(spectrum)
-    name = model or measured.material
-    if not name:
-        raise FcinvertError(f"{spectrum}: names no material; choose a model with --model")
-    bundle = load_bundle(name)
-    result = invert_spectrum(measured, bundle, samples, seed, q_tolerance, source=str(spectrum))
-    if refine:
-        from fcinvert.inversion.refine import refine_spectrum
-
-        fit = refine_spectrum(
-            result.material, result.fcspace, measured, result.theta, intensities=intensities
-        )
-        result.theta, result.std, result.frequencies = fit.theta, fit.sigma, fit.frequencies
-        result.low, result.high = fit.theta - 1.645 * fit.sigma, fit.theta + 1.645 * fit.sigma
-        result.inferred[:] = True
-        result.notes.append(
-            f"refined all {len(fit.theta)} parameters against the spectrum ({intensities} "
-            f"branch intensities) from the model's estimate: {fit.n_forward} forward models, "
-            f"{fit.seconds:.1f} s, misfit {fit.misfit:.4g}; std from the fit's curvature"
-        )
-    content = write_result(result, out, fc_out, source=str(spectrum), model=str(find_bundle(name)))
-    coverage = result.coverage
-    console.print(
-        f"{coverage.input_pixels} measured pixels: {coverage.off_path_pixels} off the model's "
-        f"path, {coverage.off_energy_pixels} outside its energy window; "
-        f"{coverage.unmeasured_model_pixels}/{coverage.model_pixels} model pixels unmeasured"
+    bundle, model_path = None, ""
+    if model is not None or material is None:
+        name = model or measured.material
+        if not name:
+            raise FcinvertError(
+                f"{spectrum}: names no material; choose --model, or --material to refine"
+            )
+        bundle, model_path = load_bundle(name), str(find_bundle(name))
+        context = model_material(bundle)
+        if material is not None and load_material(material).name != context[0].name:
+            raise FcinvertError(
+                f"--material {material} and --model {model} (for '{context[0].name}') disagree"
+            )
+    else:
+        chosen = load_material(material)
+        if measured.material and measured.material != chosen.name:
+            raise FcinvertError(
+                f"{spectrum}: a spectrum of '{measured.material}', but --material is "
+                f"'{chosen.name}'"
+            )
+        context = chosen, build_fcspace(chosen)
+        refine = True
+    inference = infer(
+        measured,
+        *context,
+        bundle,
+        refine=refine,
+        intensities=intensities,
+        n_samples=samples,
+        seed=seed,
+        tolerance=q_tolerance,
+        source=str(spectrum),
     )
-    table = Table(title=f"{result.material.name}: {bundle.architecture} inversion")
-    table.add_column("parameter", overflow="fold")
-    for column in ("value (eV/Å²)", "std", "5–95 %", "source"):
-        table.add_column(column)
+    content = write_inference(inference, out, fc_out, source=str(spectrum), model=model_path)
+    if inference.ml is not None:
+        coverage = inference.ml.coverage
+        console.print(
+            f"{coverage.input_pixels} measured pixels: {coverage.off_path_pixels} off the "
+            f"model's path, {coverage.off_energy_pixels} outside its energy window; "
+            f"{coverage.unmeasured_model_pixels}/{coverage.model_pixels} model pixels unmeasured"
+        )
+    _print_parameters(content, inference.material.name)
+    for note in inference.notes:
+        console.print(f"note: {note}")
+    if plot:
+        how = "refined" if inference.search is not None else f"{bundle.architecture} estimate"
+        inversion_figure(
+            inference,
+            measured.intensity,
+            measured.energy,
+            plot,
+            title=f"{spectrum.name}: {inference.material.name}, {how}",
+        )
+        console.print(f"wrote {plot}")
+    console.print(f"wrote {out} and {content['force_constants']['force_constants']}")
+
+
+def _print_parameters(content: dict, material: str) -> None:
+    """The parameter table, one row per parameter, shell names kept whole."""
+    table = Table(title=f"{material}: force constants (eV/Å²)")
+    table.add_column("parameter", no_wrap=True)
+    for column in ("value", "std", "5–95 %", "determined"):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in content["parameters"]:
         interval = row["interval_5_95"]
         table.add_row(
             row["name"],
             f"{row['value']:.4f}",
             "—" if row["std"] is None else f"{row['std']:.4f}",
-            "—" if interval is None else f"{interval[0]:.4f} … {interval[1]:.4f}",
-            row["source"],
+            "—" if interval is None else f"{interval[0]:.3f} … {interval[1]:.3f}",
+            "yes" if row["determined"] else "no (prior)",
         )
     console.print(table)
-    for note in result.notes:
-        console.print(f"note: {note}")
-    if plot:
-        inversion_figure(result, plot, title=f"{spectrum.name}: {bundle.architecture} inversion")
-        console.print(f"wrote {plot}")
-    console.print(f"wrote {out} and {content['force_constants']['force_constants']}")
 
 
 def register(app: typer.Typer) -> None:

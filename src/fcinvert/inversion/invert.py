@@ -3,30 +3,22 @@
 ``invert_spectrum`` resamples the spectrum onto the model's grid, predicts the selected θ
 (VAE: mean, standard deviation and 5–95 % interval over latent samples; ResNet: one value),
 holds the other parameters at the training reference, and computes the dispersion of the
-result at the input's own q-points. ``write_result`` writes the result JSON and the phonopy
-files (POSCAR, FORCE_CONSTANTS, phonopy_disp.yaml) of the inferred force constants.
+result at the input's own q-points. ``fcinvert.inversion.pipeline`` refines it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from fcinvert import __version__
 from fcinvert.data.spectrum_file import Spectrum
 from fcinvert.errors import FcinvertError
 from fcinvert.inversion.resample import Coverage, resample
-from fcinvert.iohelpers import atomic_write_text
 from fcinvert.models.bundle import ModelBundle
 from fcinvert.physics.dynamics import UNSTABLE_BELOW, dynamics_basis
-from fcinvert.physics.export import write_phonopy_files
-from fcinvert.physics.fcspace import UNIT, FCSpace, build_fcspace
+from fcinvert.physics.fcspace import FCSpace, build_fcspace
 from fcinvert.physics.material import Material, load_material
-
-RESULT_FORMAT = "fcinvert-inversion"
 
 
 @dataclass
@@ -169,58 +161,3 @@ def invert_spectrum(
         seed,
         notes,
     )
-
-
-def write_result(
-    result: InversionResult,
-    out: str | Path,
-    fc_folder: str | Path | None = None,
-    source: str = "",
-    model: str = "",
-) -> dict:
-    """Write the result JSON to ``out`` and the phonopy files into ``fc_folder`` (default:
-    ``<out stem>_phonopy`` beside it); returns the JSON content."""
-    out = Path(out)
-    fc_folder = Path(fc_folder) if fc_folder else out.with_name(f"{out.stem}_phonopy")
-    files = write_phonopy_files(result.material, result.fcspace, result.theta, fc_folder)
-    config = result.bundle.config
-    parameters = []
-    for i, name in enumerate(result.fcspace.names):
-        sampled = result.inferred[i] and np.isfinite(result.std[i])
-        parameters.append(
-            {
-                "name": name,
-                "value": float(result.theta[i]),
-                "std": float(result.std[i]) if np.isfinite(result.std[i]) else None,
-                "interval_5_95": [float(result.low[i]), float(result.high[i])]
-                if sampled or not result.inferred[i]
-                else None,
-                "source": "inferred" if result.inferred[i] else "reference",
-            }
-        )
-    content = {
-        "format": RESULT_FORMAT,
-        "version": 1,
-        "fcinvert_version": __version__,
-        "input": source,
-        "material": result.material.name,
-        "unit": UNIT,
-        "model": {
-            "path": model,
-            "architecture": config.architecture,
-            "pretrained": config.resnet.pretrained if config.resnet else None,
-            "latent_samples": result.n_samples if config.architecture == "vae" else None,
-            "seed": result.seed,
-            "test_r2": config.training.get("test", {}).get("r2"),
-        },
-        "coverage": result.coverage.as_dict(),
-        "parameters": parameters,
-        "dispersion": {
-            "qpoints": result.qpoints.tolist(),
-            "frequencies_meV": np.round(result.frequencies, 6).tolist(),
-        },
-        "force_constants": {key: str(path) for key, path in files.items()},
-        "notes": result.notes,
-    }
-    atomic_write_text(out, json.dumps(content, indent=1, ensure_ascii=False) + "\n")
-    return content

@@ -21,8 +21,17 @@ Hellmann–Feynman theorem gives dω²_j/dθ_k = e_j† D_k e_j from the one eig
 forward model, and the Golub–Pereyra formula differentiates through the eliminated linear
 unknowns. ``method="iterative"`` is the paper's traditional iterative optimisation: the same
 fit with a finite-difference Jacobian (one forward model per parameter per iteration).
-Runaway θ is kept out by penalties on branches above the energy window or imaginary, and a
-weak prior toward the start pins directions the data do not constrain.
+Runaway θ is kept out by penalties on branches above the energy window or imaginary.
+
+A Gaussian prior N(centre, width²) on every θ_k (``Prior``; the force-field ensemble's, see
+``fcinvert.inversion.multistart``) pins the directions the data do not constrain. It enters as
+rows σ_n (θ − centre)/width beside the data rows, σ_n being the noise of one normalised data
+pixel (``noise_level``: robust, from second differences along E), so that the objective is the
+posterior's −log up to a factor: the data dominate wherever they determine θ, and the prior
+wherever they do not, whatever the counting level. The same prior centre for every start makes
+the objectives of different starts comparable (multi-start). σ(θ) is the posterior's:
+(JᵀJ/σ² + diag(1/width²))⁻¹ with σ² the larger of the noise and the residual variance (so that a
+model that cannot fit the data — shell truncation, intensity model — widens it).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from scipy.special import ndtr
 
 from fcinvert.data.spectrum_file import Spectrum
 from fcinvert.errors import FcinvertError
+from fcinvert.inversion.prior import Prior
 from fcinvert.physics.dynamics import FREQUENCY_TO_MEV, DynamicsBasis, dynamics_basis
 from fcinvert.physics.fcspace import FCSpace
 from fcinvert.physics.material import FWHM_TO_SIGMA, EnergyGrid, Material
@@ -49,8 +59,13 @@ INTENSITY_MODELS = ("free", "fast", "physical")
 METHODS = ("analytic", "iterative")
 #: Extra model FWHM (meV) of each continuation stage, coarse to fine; 0 is the resolution.
 CONTINUATION = (2.0, 1.0, 0.0)
-#: Default weight of the pull toward the start θ (see ``refine``).
-PRIOR = 1e-2
+#: Branches above this multiple of the window's top are pushed back (runaway guard).
+GUARD_ABOVE = 1.3
+#: Blocks of adjacent q columns whose scores are resampled for the robust covariance.
+CLUSTERS = 20
+#: Noise floor per normalised pixel (data are divided by their RMS): the forward model's own
+#: error on noise-free physical spectra (free branch intensities at the true θ) is ~1e-3.
+NOISE_FLOOR = 3e-3
 #: Times the last stage is repeated with re-evaluated physical branch weights, at most.
 REWEIGHTS = 3
 #: Relative cost change that ends a coarse stage and the final one.
@@ -78,8 +93,9 @@ class StageLog:
 class RefineResult:
     """A refined θ and everything needed to judge it.
 
-    theta, sigma: (P,) eV/Å², σ from the Gauss–Newton curvature JᵀJ at the optimum scaled by
-    the residual variance. frequencies: (nq, nb) meV of θ. amplitudes: (nq, nb) fitted
+    theta, sigma: (P,) eV/Å², σ the posterior's (module docstring); covariance (P, P) (eV/Å²)²;
+    prior_share: (P,) σ_k² / width_k², near 1 where the data do not constrain θ_k (its value then
+    comes from the prior). frequencies: (nq, nb) meV of θ. amplitudes: (nq, nb) fitted
     integrated intensity of each branch (data units × meV); background: (nq,) data units;
     scale: mean amplitude of the branches inside the window. fitted: (nq, nE) model image,
     NaN where the data are unmeasured. misfit: weighted residual variance Σ r²/(n − n_fitted)
@@ -89,12 +105,17 @@ class RefineResult:
 
     theta: np.ndarray
     sigma: np.ndarray
+    covariance: np.ndarray
+    prior_share: np.ndarray
     frequencies: np.ndarray
     amplitudes: np.ndarray
     background: np.ndarray
     scale: float
     fitted: np.ndarray
     misfit: float
+    noise: float
+    objective: float
+    column_misfit: np.ndarray
     n_forward: int
     seconds: float
     intensities: str
@@ -139,10 +160,11 @@ class SpectrumFit:
 
     intensity, error: (nq, nE) data and one-σ errors (None: unit weights), NaN = unmeasured
     (a non-finite error too; errors ≤ 0 are raised to the smallest positive one);
-    basis: D_k at the data's q-points; grid: the energy bins and resolution; start: (P,) θ
-    the prior pulls toward. branch_weights: for ``physical``, the weights (nq, nb) of phonon
-    creation (at +ħω) and annihilation (at −ħω) of every branch. Data are divided by ``norm``
-    internally so the residual is O(1).
+    basis: D_k at the data's q-points; grid: the energy bins and resolution; prior: the Gaussian
+    prior on θ; noise: σ_n of one normalised pixel (None: ``noise_level`` of the data), which
+    weighs the prior rows against the data rows. branch_weights: for ``physical``, the weights
+    (nq, nb) of phonon creation (at +ħω) and annihilation (at −ħω) of every branch. Data are
+    divided by ``norm`` internally so the residual is O(1).
     """
 
     def __init__(
@@ -151,11 +173,11 @@ class SpectrumFit:
         grid: EnergyGrid,
         intensity: np.ndarray,
         error: np.ndarray | None,
-        start: np.ndarray,
+        prior: Prior,
         *,
+        noise: float | None = None,
         intensities: Intensities = "free",
         extra_fwhm: float = 0.0,
-        prior: float = PRIOR,
         ridge: float = 1e-5,
         guard: float = 1.0,
         branch_weights: tuple[np.ndarray, np.ndarray] | None = None,
@@ -182,27 +204,28 @@ class SpectrumFit:
         #: residual² → data units² (weighted residuals are already in units of σ: χ²)
         self.variance_unit = self.norm**2 if error is None else 1.0
         self.sigma_extra = extra_fwhm * FWHM_TO_SIGMA
+        self.noise = noise_level(data * weight, measured) if noise is None else noise
         self.data = smooth(data, measured, grid, self.sigma_extra)
         self.edges = np.append(grid.centres - 0.5 * grid.width, grid.centres[-1] + 0.5 * grid.width)
         self.centred_data = self._centre(self.data)
         energy = float(np.sum(self.centred_data**2))
-        start = np.asarray(start, dtype=float)
-        self.start = start
-        floor = 0.05 * float(np.max(np.abs(start), initial=0.0)) or 0.1
-        self.prior_scale = np.sqrt(prior * energy / len(start)) / np.maximum(np.abs(start), floor)
+        self.prior = prior
+        self.prior_scale = self.noise / np.asarray(prior.width, dtype=float)
         self.guard = guard * np.sqrt(energy)  # per meV outside the allowed range
         self.off_gamma = np.any(np.abs(basis.qpoints) > 1e-9, axis=1)
-        matrices = np.moveaxis(basis.matrices, 0, -1).reshape(len(basis.qpoints), -1, len(start))
+        n_params = len(prior.centre)
+        matrices = np.moveaxis(basis.matrices, 0, -1).reshape(len(basis.qpoints), -1, n_params)
         #: D_k(q) as real (nq, 2·nb², P): [Re D; Im D], so e†D_k e is one real matmul
         self._hellmann_feynman = np.concatenate([matrices.real, matrices.imag], axis=1)
         self.n_forward = 0
         self.mu = self._ridge(ridge) if intensities == "free" else np.zeros(len(intensity))
 
     def _ridge(self, ridge: float) -> np.ndarray:
-        """μ (nq,): ``ridge`` times the largest ‖branch column‖² of each column at the start θ,
-        so the intensity ridge is equally weak whatever the weights (floor for empty columns)."""
+        """μ (nq,): ``ridge`` times the largest ‖branch column‖² of each column at the prior's
+        centre, so the intensity ridge is equally weak whatever the weights (floor for empty
+        columns) and the same for every start."""
         self.n_forward += 1
-        peaks, _ = self._gaussians(self.basis.frequencies(self.start), derivative=False)
+        peaks, _ = self._gaussians(self.basis.frequencies(self.prior.centre), derivative=False)
         norms = np.sum(self._centre(peaks) ** 2, axis=-1).max(axis=1)
         return ridge * np.maximum(norms, 1e-6 * max(float(norms.max()), 1e-300))
 
@@ -239,7 +262,7 @@ class SpectrumFit:
             [
                 linear.residual.ravel(),
                 linear.ridge.ravel(),
-                self.prior_scale * (theta - self.start),
+                self.prior_scale * (theta - self.prior.centre),
                 guard_rows.ravel(),
             ]
         )
@@ -389,9 +412,10 @@ class SpectrumFit:
         )
 
     def _guard(self, frequencies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Penalty rows (nq, nb, 2) for branches above the window or imaginary off Γ, and the
-        sign of ∂row/∂ω."""
-        above = frequencies - self.edges[-1]
+        """Penalty rows (nq, nb, 2) for branches far above the window (GUARD_ABOVE × its top:
+        a measurement's window may cut the highest branch, Ei being chosen) or imaginary off Γ,
+        and the sign of ∂row/∂ω."""
+        above = frequencies - GUARD_ABOVE * self.edges[-1]
         below = -frequencies * self.off_gamma[:, None]
         rows = np.stack([np.maximum(above, 0.0), np.maximum(below, 0.0)], axis=-1) * self.guard
         sign = np.stack([(above > 0).astype(float), -(below > 0).astype(float)], axis=-1)
@@ -475,7 +499,9 @@ def refine(
     method: Method = "analytic",
     error: np.ndarray | None = None,
     continuation: tuple[float, ...] = CONTINUATION,
-    prior: float = PRIOR,
+    prior: Prior | None = None,
+    noise: float | None = None,
+    partial: bool = False,
     max_iterations: int = 40,
     basis: DynamicsBasis | None = None,
     zones: np.ndarray | None = None,
@@ -490,12 +516,10 @@ def refine(
     (nq, nE) one-σ errors or None (unit weights); qpoints: (nq, 3) reduced; start_theta: (P,)
     eV/Å² (the ML estimate). intensities: "free", "fast" or "physical" (module docstring).
     method: "analytic" (Hellmann–Feynman Jacobian) or "iterative" (finite differences).
-    continuation: extra model FWHM (meV) per stage, ending with 0. prior: weight of the pull
-    toward the start, as a fraction of the data's sum of squares per unit relative change of
-    every θ: it pins what the data leave free (on test spectra whose minor parameters were
-    unknown, 1e-2 gave the best Ge dispersions, Nb's within 0.01 meV of the best; 1e-4 let
-    Ge's wander). max_iterations:
-    trial steps per stage. basis: D_k at ``qpoints`` (built when None).
+    continuation: extra model FWHM (meV) per stage, ending with 0 unless ``partial`` (a coarse
+    run whose θ another call continues). prior: the Gaussian prior on θ (default: centred on
+    the start, as wide as each |θ_k|); noise: σ of one normalised pixel (default estimated from
+    the data). max_iterations: trial steps per stage. basis: D_k at ``qpoints`` (built when None).
     For "physical": zones (nz, 3) reduced integer G the measurement folds, zone_weights (nz,)
     (default equal), temperature K (default the material's), structure: a prebuilt
     StructureFactorModel on ``qpoints`` (built when None: Debye–Waller on an 8³ mesh).
@@ -507,8 +531,9 @@ def refine(
     qpoints = np.atleast_2d(np.asarray(qpoints, dtype=float))
     start = np.asarray(start_theta, dtype=float)
     _check_inputs(
-        intensity, error, qpoints, start, grid, fcspace, intensities, method, continuation
+        intensity, error, qpoints, start, grid, fcspace, intensities, method, continuation, partial
     )
+    prior = Prior.around(start) if prior is None else prior
     basis = dynamics_basis(fcspace, qpoints) if basis is None else basis
     weigh = None
     if intensities == "physical":
@@ -534,10 +559,10 @@ def refine(
             grid,
             intensity,
             error,
-            start,
+            prior,
+            noise=noise,
             intensities=intensities,
             extra_fwhm=extra,
-            prior=prior,
             branch_weights=None if weigh is None else weigh(theta),
         )
         tolerance = FINE_TOLERANCE if extra == 0.0 else COARSE_TOLERANCE
@@ -555,18 +580,23 @@ def refine(
         )
         if number >= len(continuation) and moved < 1e-4:
             break  # physical weights re-evaluated at θ no longer move it
-    sigma = _uncertainty(final, fit, len(theta))
+    covariance, prior_share = _posterior(final, fit, len(theta))
     inside = (final.frequencies > grid.centres[0]) & (final.frequencies < grid.centres[-1])
     amplitudes = final.amplitudes * fit.norm
     return RefineResult(
         theta=theta,
-        sigma=sigma,
+        sigma=np.sqrt(np.diag(covariance)),
+        covariance=covariance,
+        prior_share=prior_share,
         frequencies=final.frequencies,
         amplitudes=amplitudes,
         background=final.background * fit.norm,
         scale=float(amplitudes[inside].mean()) if inside.any() else 0.0,
         fitted=np.where(fit.measured, (final.model + final.background[:, None]) * fit.norm, np.nan),
         misfit=_variance(final, len(theta), fit) * fit.variance_unit,
+        noise=fit.noise**2 * fit.variance_unit,
+        objective=_objective(final, fit),
+        column_misfit=column_misfit(final, fit),
         n_forward=sum(stage.n_forward for stage in stages),
         seconds=time.perf_counter() - started,
         intensities=intensities,
@@ -600,6 +630,18 @@ def branch_weights(
     return creation / norm, annihilation / norm
 
 
+def spectrum_grid(material: Material, spectrum: Spectrum) -> EnergyGrid:
+    """The spectrum's own energy bins (which must be uniform) with the material's resolution."""
+    energy = np.asarray(spectrum.energy, dtype=float)
+    steps = np.diff(energy)
+    if len(energy) < 2 or np.ptp(steps) > 1e-6 * abs(float(steps.mean())):
+        raise FcinvertError(
+            f"spectrum of '{spectrum.material}': refinement needs uniform energy bins"
+        )
+    resolution = material.energy
+    return EnergyGrid(energy, float(steps.mean()), resolution.fwhm0, resolution.slope)
+
+
 def refine_spectrum(
     material: Material,
     fcspace: FCSpace,
@@ -613,14 +655,7 @@ def refine_spectrum(
     weights; off by default, because errors estimated from the observed counts pull a fit
     toward downward fluctuations (Neyman's χ²): on a Ge test with Poisson errors, unit weights
     gave a dispersion 0.06 meV from the truth, the errors 0.14 meV."""
-    energy = np.asarray(spectrum.energy, dtype=float)
-    steps = np.diff(energy)
-    if len(energy) < 2 or np.ptp(steps) > 1e-6 * abs(float(steps.mean())):
-        raise FcinvertError(
-            f"spectrum of '{spectrum.material}': refinement needs uniform energy bins"
-        )
-    resolution = material.energy
-    grid = EnergyGrid(energy, float(steps.mean()), resolution.fwhm0, resolution.slope)
+    grid = spectrum_grid(material, spectrum)
     if weighted:
         options.setdefault("error", spectrum.error)
     return refine(
@@ -713,13 +748,76 @@ def _variance(evaluation: Evaluation, n_params: int, fit: SpectrumFit) -> float:
     return evaluation.rss / max(dof, 1)
 
 
-def _uncertainty(evaluation: Evaluation, fit: SpectrumFit, n_params: int) -> np.ndarray:
-    """σ(θ) (P,) from (JᵀJ)⁻¹ scaled by the residual variance, guard rows left out."""
-    n_guard = evaluation.frequencies.size * 2
-    jac = evaluation.jacobian[:-n_guard]
-    curvature = jac.T @ jac
-    covariance = np.linalg.pinv(curvature, hermitian=True) * _variance(evaluation, n_params, fit)
-    return np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+def _objective(evaluation: Evaluation, fit: SpectrumFit) -> float:
+    """−2 log posterior up to a constant: (data, ridge and prior rows)² / σ_n² (guards out)."""
+    kept = evaluation.residual[: evaluation.residual.size - 2 * evaluation.frequencies.size]
+    return float(kept @ kept) / fit.noise**2
+
+
+def _posterior(
+    evaluation: Evaluation, fit: SpectrumFit, n_params: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior covariance (P, P) of θ (eV/Å²)² and the prior's share (P,) of each variance.
+
+    The Gauss–Newton posterior A⁻¹, A = J_dᵀJ_d/σ² + W (J_d the data and ridge rows, σ² the
+    larger of the noise and the residual variance, W = diag(1/width²) the prior's precision),
+    widened per parameter to the robust sandwich A⁻¹ B A⁻¹ where that is wider: B = Σ_c g_c g_cᵀ
+    /σ⁴ · G/(G − 1) + W, the scatter of the score g_c = J_cᵀ r_c over G blocks of adjacent q
+    columns. With a right model and independent noise E[B] = A; where the model cannot fit the
+    data (shell truncation, intensity model) the residuals are correlated along E and q and B,
+    not the residual variance, says how far θ would move with another such residual pattern.
+    Only widening: with few blocks the sandwich alone scatters low (Nb test: pull RMS 2.1
+    against 1.5 for A⁻¹).
+    """
+    nq, n_energy = fit.measured.shape
+    nb = evaluation.frequencies.shape[1]
+    jac = evaluation.jacobian
+    data_rows = (
+        jac[: nq * n_energy].reshape(nq, n_energy, n_params),
+        evaluation.residual[: nq * n_energy].reshape(nq, n_energy),
+    )
+    ridge_rows = (
+        jac[nq * n_energy : nq * (n_energy + nb)].reshape(nq, nb, n_params),
+        evaluation.residual[nq * n_energy : nq * (n_energy + nb)].reshape(nq, nb),
+    )
+    variance = max(fit.noise**2, _variance(evaluation, n_params, fit))
+    inverse_width2 = 1.0 / np.asarray(fit.prior.width, dtype=float) ** 2
+    curvature = np.zeros((n_params, n_params))
+    score = np.zeros((nq, n_params))
+    for rows, residual in (data_rows, ridge_rows):
+        curvature += np.einsum("qek,qel->kl", rows, rows)
+        score += np.einsum("qek,qe->qk", rows, residual)
+    blocks = np.array_split(np.arange(nq), min(nq, CLUSTERS))
+    clustered = np.array([score[block].sum(axis=0) for block in blocks])
+    n_blocks = len(blocks)
+    meat = clustered.T @ clustered * (n_blocks / max(n_blocks - 1, 1)) / variance**2
+    bread = np.linalg.inv(curvature / variance + np.diag(inverse_width2))
+    sandwich = bread @ (meat + np.diag(inverse_width2)) @ bread
+    inflation = np.sqrt(np.maximum(np.diag(sandwich) / np.diag(bread), 1.0))
+    covariance = bread * np.outer(inflation, inflation)
+    covariance = 0.5 * (covariance + covariance.T)
+    return covariance, np.clip(np.diag(bread) * inverse_width2, 0.0, 1.0)
+
+
+def column_misfit(evaluation: Evaluation, fit: SpectrumFit) -> np.ndarray:
+    """Σ r² of the data rows of each q column (nq,), normalised units² / σ_n²: what two fits of
+    one spectrum are compared by, column against column."""
+    nq, n_energy = fit.measured.shape
+    residual = evaluation.residual[: nq * n_energy].reshape(nq, n_energy)
+    return np.sum(residual**2, axis=1) / fit.noise**2
+
+
+def noise_level(data: np.ndarray, measured: np.ndarray) -> float:
+    """σ of one pixel of ``data`` (nq, nE), from second differences along E over triples of
+    measured pixels: 1.4826 × MAD / √6 (a robust estimate; peaks are a minority of triples),
+    at least NOISE_FLOOR × the data's RMS."""
+    triple = measured[:, :-2] & measured[:, 1:-1] & measured[:, 2:]
+    second = (data[:, :-2] - 2.0 * data[:, 1:-1] + data[:, 2:])[triple]
+    rms = float(np.sqrt(np.mean(data[measured] ** 2))) if measured.any() else 1.0
+    if second.size < 10:
+        return max(NOISE_FLOOR * rms, 1e-12)
+    mad = float(np.median(np.abs(second - np.median(second))))
+    return max(1.4826 * mad / np.sqrt(6.0), NOISE_FLOOR * rms, 1e-12)
 
 
 def _check_inputs(
@@ -732,6 +830,7 @@ def _check_inputs(
     intensities: str,
     method: str,
     continuation: tuple[float, ...],
+    partial: bool = False,
 ) -> None:
     if intensity.ndim != 2 or intensity.shape[1] != len(grid.centres):
         raise FcinvertError(
@@ -758,7 +857,7 @@ def _check_inputs(
         )
     if method not in METHODS:
         raise FcinvertError(f"method '{method}': choose one of {', '.join(METHODS)}")
-    if not continuation or continuation[-1] != 0.0 or min(continuation) < 0.0:
+    if not continuation or (continuation[-1] != 0.0 and not partial) or min(continuation) < 0.0:
         raise FcinvertError(
             f"continuation {continuation}: extra widths must be ≥ 0 and end with 0 (the resolution)"
         )

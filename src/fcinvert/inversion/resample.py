@@ -2,7 +2,8 @@
 
 q: each input q-point goes to the nearest q-point of the model's path when it lies within
 ``tolerance`` (1/Å, without 2π; default half the path's point spacing, so any point on the
-path qualifies); input q-points assigned to the same model point are averaged. Points are
+path qualifies); input q-points assigned to the same model point are averaged. Model points
+that coincide (a path passes Γ or X twice) all take the inputs of that place. Points are
 compared as given, in reduced coordinates of the standard primitive cell: a spectrum must
 already be folded onto the path (symmetry-equivalent q elsewhere is not recognised).
 E: linear interpolation between input bin centres; model bins outside the input's energy
@@ -70,12 +71,13 @@ def resample(
     tolerance = default_tolerance(model_qpoints, reciprocal) if tolerance is None else tolerance
     cartesian = np.asarray(qpoints, dtype=float) @ reciprocal
     model_cartesian = np.asarray(model_qpoints, dtype=float) @ reciprocal
-    gap, nearest = cKDTree(model_cartesian).query(cartesian)
+    places, place_of = coinciding_points(model_cartesian)
+    gap, nearest = cKDTree(model_cartesian[places]).query(cartesian)
     on_path = gap <= tolerance
 
     centres = model_energy.centres
     rows = _interpolate_rows(intensity[on_path], np.asarray(energy, dtype=float), centres)
-    sums = np.zeros((len(model_qpoints), len(centres)))
+    sums = np.zeros((len(places), len(centres)))
     counts = np.zeros_like(sums)
     if len(rows):  # add up the rows landing on each model q-point
         order = np.argsort(nearest[on_path], kind="stable")
@@ -85,7 +87,7 @@ def resample(
         counts[targets] = np.add.reduceat(finite.astype(float), starts, axis=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        image = np.where(counts > 0, sums / counts, np.nan)
+        image = np.where(counts > 0, sums / counts, np.nan)[place_of]
 
     measured = np.isfinite(intensity)
     low = centres[0] - 0.5 * model_energy.width
@@ -100,6 +102,17 @@ def resample(
         q_tolerance=float(tolerance),
     )
     return image, coverage
+
+
+def coinciding_points(cartesian: np.ndarray, atol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct places among points (n, 3): (index of each place's first point (m,),
+    place of every point (n,)), points closer than ``atol`` sharing a place."""
+    pairs = cKDTree(cartesian).query_pairs(atol, output_type="ndarray")
+    first = np.arange(len(cartesian))
+    for a, b in sorted(map(tuple, pairs.tolist())):  # a < b: b joins a's place
+        first[b] = first[a]
+    places, place_of = np.unique(first, return_inverse=True)
+    return places, place_of.ravel()
 
 
 def _interpolate_rows(rows: np.ndarray, energy: np.ndarray, centres: np.ndarray) -> np.ndarray:

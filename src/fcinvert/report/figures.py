@@ -23,14 +23,48 @@ def draw_path_map(
     intensity: np.ndarray,
     frequencies: np.ndarray | None = None,
     title: str = "",
+    *,
+    log: bool = False,
+    colour_bar: str | None = None,
+    band: tuple[np.ndarray, np.ndarray] | None = None,
+    line_colour: str = "white",
 ) -> None:
-    """I(q, E) (nq, nE) as an image against path distance, optional ħω (nq, nb) meV on top."""
+    """I(q, E) (nq, nE) as an image against path distance, optional ħω (nq, nb) meV on top.
+
+    log: a logarithmic colour scale (from the 2nd percentile of the positive pixels, at most
+    three decades below the brightest), so weak
+    optical branches show beside the acoustic ones; unmeasured (NaN) pixels are grey, never a
+    colour of the scale. colour_bar: its label (None: no colour bar). band: (low, high) (nq, nb)
+    meV shaded around the lines.
+    """
     x = np.arange(len(path.qpoints))
     shown = np.ma.masked_invalid(intensity.T)
-    axis.pcolormesh(x, energy, shown, shading="nearest", cmap="viridis", rasterized=True)
-    if frequencies is not None:
-        for start, stop in _pieces(path, len(x)):
-            axis.plot(x[start:stop], frequencies[start:stop], color="white", lw=0.7, alpha=0.8)
+    colours = matplotlib.colormaps["viridis"].with_extremes(bad="0.55")
+    norm = None
+    positive = intensity[np.isfinite(intensity) & (intensity > 0)]
+    if log and positive.size:
+        low = max(float(np.percentile(positive, 2.0)), 1e-3 * float(np.percentile(positive, 99.9)))
+        norm = matplotlib.colors.LogNorm(vmin=low, vmax=max(float(positive.max()), 1.01 * low))
+        clipped = np.where(np.isfinite(intensity), np.maximum(intensity, low), np.nan)
+        shown = np.ma.masked_invalid(clipped.T)
+    mesh = axis.pcolormesh(
+        x, energy, shown, shading="nearest", cmap=colours, norm=norm, rasterized=True
+    )
+    if colour_bar is not None:
+        axis.figure.colorbar(mesh, ax=axis, label=colour_bar, pad=0.01)
+    for start, stop in _pieces(path, len(x)):
+        if band is not None:
+            for low_line, high_line in zip(band[0].T, band[1].T, strict=True):
+                axis.fill_between(
+                    x[start:stop],
+                    low_line[start:stop],
+                    high_line[start:stop],
+                    color=line_colour,
+                    alpha=0.35,
+                    lw=0,
+                )
+        if frequencies is not None:
+            axis.plot(x[start:stop], frequencies[start:stop], color=line_colour, lw=0.8)
     ticks, names = [], []
     for index, label in path.labels:
         if index in path.breaks:  # the two ends of a break share one tick: "U|K"

@@ -1,0 +1,248 @@
+"""The inversion a user runs: ML estimate → multi-start refinement → θ with honest intervals.
+
+``infer`` takes a spectrum and a material, with or without a trained model:
+
+1. ML (when a model is given): the posterior of the selected θ over latent samples
+   (``invert_spectrum``); the rest held at the ensemble reference.
+2. Refinement (``refine=True``, and always without a model): every start — the ML estimate and
+   draws of its posterior, the ensemble median and every stable force-field member — is refined
+   against the spectrum under the ensemble prior, the best objective wins and near-equal
+   minima are reported (``fcinvert.inversion.multistart``).
+3. What is reported: θ, its covariance and 5–95 % interval, whether each parameter is
+   *determined* by the data (its posterior variance below ``DETERMINED_SHARE`` of the prior's)
+   or held near the ensemble, the dispersion on the input's q-points with a 5–95 % band
+   propagated through the forward model from ``BAND_SAMPLES`` draws of θ, and notes whenever
+   the answer may be wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fcinvert.data.spectrum_file import Spectrum
+from fcinvert.errors import FcinvertError
+from fcinvert.inversion.invert import InversionResult, instability_note, invert_spectrum
+from fcinvert.inversion.multistart import Basin, MultiStartResult, multistart
+from fcinvert.inversion.prior import Ensemble, Start, load_prior_ensemble
+from fcinvert.inversion.refine import Intensities
+from fcinvert.models.bundle import ModelBundle
+from fcinvert.physics.dynamics import DynamicsBasis, dynamics_basis
+from fcinvert.physics.fcspace import FCSpace
+from fcinvert.physics.material import Material
+
+#: A parameter is determined when its posterior variance is below this share of the prior's.
+DETERMINED_SHARE = 0.25
+#: θ draws propagated through the forward model for the dispersion band.
+BAND_SAMPLES = 200
+#: ML posterior draws used as refinement starts, besides its mean.
+ML_STARTS = 2
+#: z of the 5 % and 95 % points of a normal distribution.
+Z90 = 1.6448536269514722
+
+
+@dataclass
+class Inference:
+    """What ``infer`` found for one spectrum.
+
+    theta, std, low, high: (P,) eV/Å² reported value, one σ and 5–95 % interval;
+    covariance: (P, P) (eV/Å²)²; determined: (P,) bool; source: (P,) "refined", "inferred" (ML)
+    or "reference" (held at the ensemble median); ml: the ML estimate or None (no model);
+    search: the multi-start refinement or None (not refined); qpoints (nq, 3) reduced;
+    frequencies, band_low, band_high: (nq, nb) meV, the dispersion of θ and its 5–95 % band.
+    """
+
+    material: Material
+    fcspace: FCSpace
+    theta: np.ndarray
+    std: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    covariance: np.ndarray
+    determined: np.ndarray
+    source: list[str]
+    ml: InversionResult | None
+    search: MultiStartResult | None
+    qpoints: np.ndarray
+    frequencies: np.ndarray
+    band_low: np.ndarray
+    band_high: np.ndarray
+    seed: int
+    notes: list[str] = field(default_factory=list)
+
+
+def infer(
+    spectrum: Spectrum,
+    material: Material,
+    fcspace: FCSpace,
+    bundle: ModelBundle | None = None,
+    *,
+    refine: bool = True,
+    intensities: Intensities = "free",
+    n_samples: int = 100,
+    seed: int = 0,
+    tolerance: float | None = None,
+    source: str = "spectrum",
+) -> Inference:
+    """Force constants of ``spectrum`` (module docstring). ``bundle`` None: refinement from the
+    ensemble alone. n_samples: latent samples of the ML posterior; tolerance (1/Å): how far an
+    input q may lie from the model's path; source names the input in messages."""
+    check_signal(spectrum, source)
+    ensemble = load_prior_ensemble(material, fcspace)
+    ml = None
+    if bundle is not None:
+        ml = invert_spectrum(
+            spectrum, bundle, n_samples, seed, tolerance, source, context=(material, fcspace)
+        )
+    elif not refine:
+        raise FcinvertError("without a trained model, the force constants come from refinement")
+    basis = dynamics_basis(fcspace, spectrum.qpoints)
+    notes = list(ml.notes) if ml is not None else []
+    if refine:
+        starts = ensemble.starts() + (_ml_starts(ml, ensemble, seed) if ml is not None else [])
+        search = multistart(
+            material,
+            fcspace,
+            spectrum,
+            starts,
+            ensemble.prior,
+            intensities=intensities,
+            basis=basis,
+        )
+        theta, covariance = search.best.theta, search.covariance
+        determined = search.best.prior_share < DETERMINED_SHARE
+        sources = ["refined"] * len(theta)
+        notes = [n for n in notes if "dynamically unstable" not in n]
+        notes += _search_notes(search, ensemble, determined, fcspace)
+        if ml is not None:
+            notes += _disagreement_notes(ml, theta, np.sqrt(np.diag(covariance)), fcspace)
+    else:
+        search = None
+        theta, covariance, determined, sources = _ml_posterior(ml, ensemble)
+    std = np.sqrt(np.diag(covariance))
+    frequencies = basis.frequencies(theta)
+    band_low, band_high = dispersion_band(basis, theta, covariance, seed)
+    if search is not None:
+        warning = instability_note(frequencies, np.asarray(spectrum.qpoints, dtype=float))
+        if warning:
+            notes.append(warning)
+    return Inference(
+        material,
+        fcspace,
+        theta,
+        std,
+        theta - Z90 * std,
+        theta + Z90 * std,
+        covariance,
+        determined,
+        sources,
+        ml,
+        search,
+        np.asarray(spectrum.qpoints, dtype=float),
+        frequencies,
+        band_low,
+        band_high,
+        seed,
+        notes,
+    )
+
+
+def check_signal(spectrum: Spectrum, source: str) -> None:
+    """Refuse a spectrum with no usable signal: no finite pixel, infinities, or nothing above
+    its own floor (all zero, negative everywhere, constant)."""
+    intensity = np.asarray(spectrum.intensity, dtype=float)
+    if np.any(np.isinf(intensity)):
+        raise FcinvertError(f"{source}: the intensity holds ±inf; mark unmeasured pixels NaN")
+    finite = intensity[np.isfinite(intensity)]
+    if finite.size == 0:
+        raise FcinvertError(f"{source}: every intensity pixel is NaN (nothing measured)")
+    if float(finite.max()) <= 0.0:
+        raise FcinvertError(f"{source}: no positive intensity (all zero or negative): no signal")
+    if float(np.ptp(finite)) <= 1e-12 * float(np.abs(finite).max()):
+        raise FcinvertError(f"{source}: the intensity is constant: no phonon signal to fit")
+
+
+def dispersion_band(
+    basis: DynamicsBasis, theta: np.ndarray, covariance: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """5–95 % band (nq, nb) meV of the dispersion of θ ~ N(theta, covariance), from
+    BAND_SAMPLES draws through the forward model (not a linearisation). basis: D_k at the
+    q-points."""
+    rng = np.random.default_rng(seed)
+    covariance = np.nan_to_num(covariance)  # an unknown spread (ResNet) adds no width
+    draws = rng.multivariate_normal(theta, covariance, size=BAND_SAMPLES, method="eigh")
+    frequencies = basis.frequencies(draws)
+    low, high = np.quantile(frequencies, [0.05, 0.95], axis=0)
+    centre = basis.frequencies(theta)
+    return np.minimum(low, centre), np.maximum(high, centre)
+
+
+def _ml_starts(ml: InversionResult, ensemble: Ensemble, seed: int) -> list[Start]:
+    """The ML estimate and ML_STARTS draws from its (diagonal) posterior, as starts."""
+    rng = np.random.default_rng(seed)
+    starts = [Start("ML estimate", ml.theta)]
+    for number in range(ML_STARTS):
+        draw = ml.theta + rng.normal(size=ml.theta.shape) * np.where(
+            ml.inferred, np.nan_to_num(ml.std), 0.0
+        )
+        starts.append(Start(f"ML draw {number + 1}", draw))
+    return starts
+
+
+def _ml_posterior(
+    ml: InversionResult, ensemble: Ensemble
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """θ, diagonal covariance, determined flags and sources of the ML estimate alone: the
+    selected parameters with their latent-sampling spread, the rest held at the reference
+    with the prior's width (a deterministic ResNet's σ is NaN: unknown)."""
+    theta = np.where(ml.inferred, ml.theta, ensemble.reference)
+    spread = np.where(ml.inferred, ml.std, ensemble.prior.width)  # NaN: ResNet, no spread
+    sources = ["inferred" if i else "reference" for i in ml.inferred]
+    return theta, np.diag(spread**2), ml.inferred.copy(), sources
+
+
+def _search_notes(
+    search: MultiStartResult, ensemble: Ensemble, determined: np.ndarray, fcspace: FCSpace
+) -> list[str]:
+    """Notes on the multi-start: where the answer came from, ambiguity, undetermined θ."""
+    notes = [
+        f"refined all {len(determined)} parameters from {len(search.basins)} distinct minima "
+        f"of {search.n_forward} forward models ({search.seconds:.1f} s); best reached from: "
+        f"{search.winner}"
+    ]
+    for basin in search.ambiguous:
+        notes.append(
+            f"ambiguous: another minimum (from {', '.join(basin.starts)}) fits almost as well "
+            f"(misfit +{_excess(basin, search):.1%}, separation {basin.separation:.1f} σ) with a "
+            f"dispersion {basin.distance:.2f} meV RMS away; the intervals include it"
+        )
+    undetermined = [fcspace.names[i] for i in np.flatnonzero(~determined)]
+    if undetermined:
+        notes.append(
+            f"{len(undetermined)} parameters are not determined by these data and stay near "
+            f"the force-field ensemble (prior width): {', '.join(undetermined)}"
+        )
+    return notes
+
+
+def _excess(basin: Basin, search: MultiStartResult) -> float:
+    """Relative excess of a basin's data misfit over the best's."""
+    best = float(search.best.column_misfit.sum())
+    return float(basin.fit.column_misfit.sum()) / best - 1.0 if best > 0 else np.inf
+
+
+def _disagreement_notes(
+    ml: InversionResult, theta: np.ndarray, std: np.ndarray, fcspace: FCSpace
+) -> list[str]:
+    """A note when the ML estimate lies outside the refined intervals (combined, 3σ)."""
+    selected = np.flatnonzero(ml.inferred)
+    spread = np.sqrt(std[selected] ** 2 + np.nan_to_num(ml.std[selected]) ** 2)
+    far = selected[np.abs(ml.theta[selected] - theta[selected]) > 3.0 * spread]
+    if len(far) == 0:
+        return []
+    return [
+        f"the ML estimate and the refinement disagree beyond their intervals for {len(far)} of "
+        f"{len(selected)} parameters ({', '.join(fcspace.names[i] for i in far)}): the "
+        "spectrum may lie outside what the model was trained on; the refined values are reported"
+    ]

@@ -1,0 +1,146 @@
+"""The inversion result a user keeps: one JSON file and the phonopy files of the force constants.
+
+JSON (format ``fcinvert-inversion``, version 2): for every parameter its ``name``, reported
+``value``, ``std``, ``interval_5_95``, ``determined`` with a ``reason``, ``source`` (refined,
+inferred or reference), and the ML and refined estimates each with their σ where they exist;
+the dispersion on the input's q-points with its 5–95 % band (``frequencies_meV``,
+``frequencies_low_meV``, ``frequencies_high_meV``, nq × branches in the same order); the
+refinement's minima; notes; the paths of the exported phonopy files (POSCAR, FORCE_CONSTANTS,
+phonopy_disp.yaml, phonopy.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fcinvert import __version__
+from fcinvert.inversion.pipeline import Inference
+from fcinvert.iohelpers import atomic_write_text
+from fcinvert.physics.export import write_phonopy_files
+from fcinvert.physics.fcspace import UNIT
+
+RESULT_FORMAT = "fcinvert-inversion"
+RESULT_VERSION = 2
+
+
+def write_inference(
+    inference: Inference,
+    out: str | Path,
+    fc_folder: str | Path | None = None,
+    source: str = "",
+    model: str = "",
+) -> dict:
+    """Write the result JSON to ``out`` and the phonopy files into ``fc_folder`` (default:
+    ``<out stem>_phonopy`` beside it); returns the JSON content."""
+    out = Path(out)
+    fc_folder = Path(fc_folder) if fc_folder else out.with_name(f"{out.stem}_phonopy")
+    files = write_phonopy_files(inference.material, inference.fcspace, inference.theta, fc_folder)
+    content = {
+        "format": RESULT_FORMAT,
+        "version": RESULT_VERSION,
+        "fcinvert_version": __version__,
+        "input": source,
+        "material": inference.material.name,
+        "unit": UNIT,
+        "model": _model(inference, model),
+        "coverage": inference.ml.coverage.as_dict() if inference.ml is not None else None,
+        "parameters": _parameters(inference),
+        "refinement": _refinement(inference),
+        "dispersion": {
+            "qpoints": inference.qpoints.tolist(),
+            "frequencies_meV": _rounded(inference.frequencies),
+            "frequencies_low_meV": _rounded(inference.band_low),
+            "frequencies_high_meV": _rounded(inference.band_high),
+        },
+        "force_constants": {key: str(path) for key, path in files.items()},
+        "notes": inference.notes,
+    }
+    atomic_write_text(out, json.dumps(content, indent=1, ensure_ascii=False) + "\n")
+    return content
+
+
+def _model(inference: Inference, path: str) -> dict | None:
+    if inference.ml is None:
+        return None
+    config = inference.ml.bundle.config
+    return {
+        "path": path,
+        "architecture": config.architecture,
+        "pretrained": config.resnet.pretrained if config.resnet else None,
+        "latent_samples": inference.ml.n_samples if config.architecture == "vae" else None,
+        "seed": inference.seed,
+        "test_r2": config.training.get("test", {}).get("r2"),
+    }
+
+
+def _parameters(inference: Inference) -> list[dict]:
+    rows = []
+    ml, search = inference.ml, inference.search
+    for i, name in enumerate(inference.fcspace.names):
+        row = {
+            "name": name,
+            "value": float(inference.theta[i]),
+            "std": _number(inference.std[i]),
+            "interval_5_95": [float(inference.low[i]), float(inference.high[i])]
+            if np.isfinite(inference.std[i])
+            else None,
+            "determined": bool(inference.determined[i]),
+            "reason": _reason(inference, i),
+            "source": inference.source[i],
+        }
+        if ml is not None:
+            row["ml"] = {
+                "value": float(ml.theta[i]),
+                "std": _number(ml.std[i]) if ml.inferred[i] else None,
+                "inferred": bool(ml.inferred[i]),
+            }
+        if search is not None:
+            row["refined"] = {
+                "value": float(search.best.theta[i]),
+                "std": _number(search.best.sigma[i]),
+            }
+        rows.append(row)
+    return rows
+
+
+def _reason(inference: Inference, index: int) -> str:
+    if inference.determined[index]:
+        return "constrained by the data" if inference.search else "inferred by the model"
+    if inference.search is not None:
+        return "the data do not constrain it: held near the force-field ensemble (prior width)"
+    return "not inferred by the model: held at the ensemble reference (prior width)"
+
+
+def _refinement(inference: Inference) -> dict | None:
+    search = inference.search
+    if search is None:
+        return None
+    return {
+        "intensities": search.best.intensities,
+        "forward_models": search.n_forward,
+        "seconds": round(search.seconds, 3),
+        "misfit": search.best.misfit,
+        "noise_variance": search.best.noise,
+        "ambiguous": bool(search.ambiguous),
+        "minima": [
+            {
+                "starts": basin.starts,
+                "dispersion_distance_meV": round(basin.distance, 4),
+                "separation_sigma": None if np.isinf(basin.separation) else basin.separation,
+                "misfit": basin.fit.misfit,
+                "ambiguous": basin in search.ambiguous,
+            }
+            for basin in search.basins
+        ],
+    }
+
+
+def _number(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _rounded(values: np.ndarray) -> list:
+    return np.round(values, 6).tolist()
