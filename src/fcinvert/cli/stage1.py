@@ -110,6 +110,15 @@ def dataset(
     expand_above: AboveOption = EXPAND_ABOVE,
     toward: TowardOption = "magnitude",
     half_width: HalfWidthOption = DEGENERATE_HALF_WIDTH,
+    realistic: Annotated[
+        bool,
+        typer.Option(
+            help="measurement-like spectra instead of the paper's fast model: physical "
+            "one-phonon intensities over random zone sets and temperatures (5-300 K), random "
+            "resolution, energy-window top, background, Poisson counts, coverage gaps and ToF "
+            "masks; NaN = unmeasured (same θ as the fast dataset of the same seed)"
+        ),
+    ] = False,
 ) -> None:
     """Draw stable FC sets from the training domain and write them with their spectra."""
     from fcinvert.data.dataset import generate_dataset, prepare_generator
@@ -118,6 +127,11 @@ def dataset(
     generator = prepare_generator(
         loaded, seed, k, expand_below, expand_above, _toward(toward), half_width
     )
+    if realistic:
+        from fcinvert.data.realistic import prepare_realistic
+
+        console.print("preparing measurement-like spectra (zone pool, Debye–Waller, ToF masks)")
+        generator = prepare_realistic(loaded, generator)
     domain = generator.sampler.domain
     console.print(f"sampling {', '.join(domain.selected_names)}")
     columns = (

@@ -12,7 +12,9 @@ encoder release the GIL) or any running scheduler (``scheduler="tcp://host:8786"
 Layout (written atomically; the models read it)::
 
     / attrs: format="fcinvert-dataset", version=1, material, seed, chunk_size,
-             fcinvert_version, created (ISO 8601, UTC), n_rejected, rejection_rate
+             fcinvert_version, created (ISO 8601, UTC), n_rejected, rejection_rate,
+             spectra_kind ("fast", or "realistic" with its settings as JSON in "realistic":
+             measurement-like spectra, NaN where unmeasured; see ``data.realistic``)
     /parameter_names (P,) utf-8;  /selected (K,) int64 indices into parameter_names
     /reference (P,) float64 eV/Å²: the value of every parameter that is not sampled
     /domain/low, /domain/high (K,) float64 eV/Å²; attrs: how the domain was made (JSON)
@@ -259,6 +261,8 @@ def _write_header(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     handle.attrs.update(attrs)
+    extra = getattr(generator, "header_attrs", None)  # e.g. the realistic generator's settings
+    handle.attrs.update(extra() if extra is not None else {"spectra_kind": "fast"})
     strings = h5py.string_dtype("utf-8")
     handle.create_dataset(
         "parameter_names", data=np.array(domain.names, dtype=object), dtype=strings
@@ -373,6 +377,8 @@ class StoredDataset:
     sizes: dict[str, int]
     n_rejected: int
     rejection_rate: float
+    #: "fast" (the paper's model) or "realistic" (``data.realistic``: measurement-like)
+    kind: str = "fast"
 
     @property
     def selected_names(self) -> list[str]:
@@ -446,6 +452,7 @@ def _read_metadata(path: Path, handle: h5py.File) -> StoredDataset:
         sizes={s: int(handle[s]["theta"].shape[0]) for s in SPLITS},
         n_rejected=int(handle.attrs["n_rejected"]),
         rejection_rate=float(handle.attrs["rejection_rate"]),
+        kind=str(handle.attrs.get("spectra_kind", "fast")),
     )
 
 

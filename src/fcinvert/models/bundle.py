@@ -31,7 +31,7 @@ from torch import nn
 from fcinvert import __version__
 from fcinvert.errors import FcinvertError
 from fcinvert.iohelpers import atomic_path, atomic_write_text
-from fcinvert.models.preprocess import TargetScaler, input_channels, prepare_input
+from fcinvert.models.preprocess import InputRule, TargetScaler, input_channels, prepare_input
 from fcinvert.models.regressor import LatentRegressor, RegressorConfig
 from fcinvert.models.resnet import ResNet18, ResNetConfig
 from fcinvert.models.vae import SpectrumVAE, VAEConfig
@@ -80,6 +80,8 @@ class BundleConfig(BaseModel):
     target_mean: list[float]
     target_std: list[float]
     mask_channel: bool
+    #: how spectra become network inputs (``preprocess``); bundles without it used minmax
+    input_rule: InputRule = "minmax"
     vae: VAEConfig | None = None
     regressor: RegressorConfig | None = None
     resnet: ResNetConfig | None = None
@@ -92,6 +94,8 @@ class Prediction:
 
     mean, std: over latent samples (VAE) — std is 0 for the deterministic ResNet;
     low, high: the 5 % and 95 % quantiles (equal to mean for the ResNet).
+    samples: (S, B, K) the physical θ draws behind those statistics (one latent sample each;
+    S = 1, the mean, for the ResNet): starting points for a multi-start refinement.
     """
 
     mean: np.ndarray
@@ -99,6 +103,7 @@ class Prediction:
     low: np.ndarray
     high: np.ndarray
     sampled: bool
+    samples: np.ndarray | None = None
 
 
 @dataclass
@@ -145,7 +150,9 @@ class ModelBundle:
         if self.architecture == "resnet":
             parts = [self._resnet(spectra[i : i + batch]) for i in range(0, len(spectra), batch)]
             mean = self.scaler.to_physical(np.concatenate(parts))
-            return Prediction(mean, np.zeros_like(mean), mean.copy(), mean.copy(), sampled=False)
+            return Prediction(
+                mean, np.zeros_like(mean), mean.copy(), mean.copy(), False, mean[None].copy()
+            )
         if n_samples < 1:
             raise FcinvertError(f"number of latent samples must be at least 1, got {n_samples}")
         generator = torch.Generator().manual_seed(seed)
@@ -155,7 +162,7 @@ class ModelBundle:
         ]
         samples = self.scaler.to_physical(np.concatenate(draws, axis=1))  # (S, B, K)
         low, high = np.quantile(samples, [0.05, 0.95], axis=0)
-        return Prediction(samples.mean(axis=0), samples.std(axis=0), low, high, sampled=True)
+        return Prediction(samples.mean(axis=0), samples.std(axis=0), low, high, True, samples)
 
     @torch.no_grad()
     def latent(self, spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +195,9 @@ class ModelBundle:
         return spectra
 
     def _inputs(self, spectra: np.ndarray) -> torch.Tensor:
-        return prepare_input(torch.from_numpy(spectra), self.config.mask_channel)
+        return prepare_input(
+            torch.from_numpy(spectra), self.config.mask_channel, self.config.input_rule
+        )
 
     def _resnet(self, spectra: np.ndarray) -> np.ndarray:
         return self.networks["resnet"](self._inputs(spectra)).numpy()

@@ -63,7 +63,7 @@ from fcinvert.models.bundle import (
     save_bundle,
 )
 from fcinvert.models.datasource import ArraySpectra, EpochShuffle, rendered, split_indices
-from fcinvert.models.preprocess import TargetScaler, prepare_input
+from fcinvert.models.preprocess import REALISTIC_RULE, InputRule, TargetScaler, prepare_input
 from fcinvert.models.regressor import RegressorConfig
 from fcinvert.models.resnet import ResNetConfig, load_torchvision_weights
 from fcinvert.models.vae import SpectrumVAE, VAEConfig, vae_loss
@@ -98,6 +98,11 @@ class TrainConfig(BaseModel):
     patience: int = Field(default=10, gt=0, description="epochs without improvement before stop")
     seed: int = 0
     mask_channel: bool = False
+    input_rule: Literal["auto"] | InputRule = Field(
+        default="auto",
+        description="network input rule (preprocess); auto: minmax for the paper's fast "
+        "spectra, sqrt-column with the mask channel for measurement-like (realistic) ones",
+    )
     render: bool = Field(default=False, description="fit on fresh θ of the domain, rendered")
     limit: int | None = Field(default=None, gt=1, description="use the first N train spectra")
     checkpoint_every: int | None = Field(default=None, gt=0, description="also every N steps")
@@ -137,10 +142,11 @@ class _Stage(L.LightningModule):
 
     def _inputs(self, spectra: torch.Tensor, generator: torch.Generator, train: bool):
         """(network input, clean prepared input): augmented in training when switched on."""
-        clean = prepare_input(spectra, self.config.mask_channel)
+        rule = self.config.input_rule
+        clean = prepare_input(spectra, self.config.mask_channel, rule)
         if train and self.config.augment.active:
             noisy = augment(spectra, self.config.augment, generator)
-            return prepare_input(noisy, self.config.mask_channel), clean
+            return prepare_input(noisy, self.config.mask_channel, rule), clean
         return clean, clean
 
     def training_step(self, batch, batch_index: int) -> torch.Tensor:
@@ -339,8 +345,13 @@ def train_model(
     if config.encoder is not None:
         source = _encoder_source(config, info)
         config = config.model_copy(
-            update={"vae": source.config.vae, "mask_channel": source.config.mask_channel}
+            update={
+                "vae": source.config.vae,
+                "mask_channel": source.config.mask_channel,
+                "input_rule": source.config.input_rule,
+            }
         )
+    config = resolve_input_rule(config, info)
     work = out / WORK
     if (out / CONFIG_NAME).exists():
         _check_continuable(out, config)
@@ -401,6 +412,16 @@ def train_model(
     return TrainingResult(bundle, out, summaries)
 
 
+def resolve_input_rule(config: TrainConfig, info: StoredDataset) -> TrainConfig:
+    """``config`` with an "auto" input rule made concrete for the dataset: minmax for the
+    paper's fast spectra; for measurement-like ones REALISTIC_RULE and the mask channel."""
+    if config.input_rule != "auto":
+        return config
+    if info.kind == "realistic":
+        return config.model_copy(update={"input_rule": REALISTIC_RULE, "mask_channel": True})
+    return config.model_copy(update={"input_rule": "minmax"})
+
+
 def evaluate(bundle: ModelBundle, info: StoredDataset, config: TrainConfig) -> dict:
     """R² and MAE (eV/Å²) per selected parameter on the test split, with the VAE's
     ``test_samples`` latent draws per spectrum (the ResNet is deterministic)."""
@@ -431,6 +452,7 @@ def _bundle_config(info: StoredDataset, config: TrainConfig, scaler: TargetScale
         target_mean=scaler.mean.tolist(),
         target_std=scaler.std.tolist(),
         mask_channel=config.mask_channel,
+        input_rule=config.input_rule,
         vae=config.vae if vae else None,
         regressor=config.regressor if vae else None,
         resnet=None if vae else config.resnet,
@@ -464,7 +486,7 @@ def _stage_loaders(
         parts: list[tuple[torch.Tensor, ...]] = []
         with torch.no_grad():
             for spectra, theta in DataLoader(loader.dataset, batch_size=256):
-                x = prepare_input(spectra, config.mask_channel).to(device)
+                x = prepare_input(spectra, config.mask_channel, config.input_rule).to(device)
                 mu, log_var = vae.encode(x)
                 parts.append((mu.cpu(), log_var.cpu(), theta))
         columns = TensorDataset(*(torch.cat(column) for column in zip(*parts, strict=True)))
@@ -642,6 +664,13 @@ def _check_resumable(path: Path, config: TrainConfig, info: StoredDataset) -> No
     current = {**config.model_dump(mode="json"), "data": str(info.path.resolve())}
     if path.exists():
         previous = json.loads(path.read_text())
+        if previous.get("input_rule", "auto") == "auto":  # recorded before it was resolved
+            was = config.model_copy(
+                update={"input_rule": "auto", "mask_channel": previous.get("mask_channel", False)}
+            )
+            resolved = resolve_input_rule(was, info)
+            previous["input_rule"] = resolved.input_rule
+            previous["mask_channel"] = resolved.mask_channel
         changed = {k for k in current if current[k] != previous.get(k)} - RESUMABLE_CHANGES
         if changed:
             raise FcinvertError(

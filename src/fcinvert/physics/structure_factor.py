@@ -194,7 +194,15 @@ class StructureFactorModel:
 
     def thermal_displacements(self, theta: np.ndarray, temperature: float) -> np.ndarray:
         """U_κ (n_atoms, 3, 3) Å²: mean-square displacement matrices on the mesh at T."""
-        frequencies, vectors = self.mesh.modes(theta)  # (nm, nb), (nm, nb, nb) columns
+        return self.displacements_from_modes(*self.mesh.modes(theta), temperature)
+
+    def displacements_from_modes(
+        self, frequencies: np.ndarray, vectors: np.ndarray, temperature: float
+    ) -> np.ndarray:
+        """U_κ (n_atoms, 3, 3) Å² at T from the mesh modes: ħω (nm, nb) meV, e (nm, nb, nb).
+
+        Solving the mesh once (at a reference θ) and calling this per temperature is how the
+        realistic generator holds Debye–Waller at the reference."""
         masses = self.material.masses
         valid = frequencies > self.cutoff
         safe = np.where(valid, frequencies, 1.0)
@@ -268,6 +276,130 @@ class StructureFactorModel:
             out[part] = np.einsum("mj,mje->me", create[part], profiles[index])
             out[part] += np.einsum("mj,mje->me", annihilate[part], negative[index])
         return out
+
+
+@dataclass
+class FoldOperator:
+    """The fold as a Hermitian quadratic form on the eigenvectors of each path q.
+
+    The one-phonon amplitude at Q = q + G' is linear in the eigenvector of q, F_j = c(Q)ᵀ e*_j(q)
+    with
+    c_κα(Q) = b_κ/√(2 m_κ) · exp(−W_κ(Q)) · exp(2πi G'·r_κ) · Q_α, so the weighted sum of
+    |F_j|² over the zones G' a fold collects is e_j† W(q) e_j with
+    W(q) = Σ_G' w_G' c c† / Σ w (3N × 3N). W depends on θ only through Debye–Waller: build it
+    once per zone set and temperature, then every θ costs one small product per q.
+
+    zones: (nz, 3) int reduced G' of the pool; amplitudes: (nq, nz, 3N) complex c without
+    Debye–Waller; q_cart: (nq, nz, 3) 1/Å (with 2π).
+    """
+
+    model: StructureFactorModel
+    zones: np.ndarray
+    amplitudes: np.ndarray
+    q_cart: np.ndarray
+
+    @classmethod
+    def build(cls, model: StructureFactorModel, zones: np.ndarray) -> FoldOperator:
+        """Precompute c(q + G') for every path q and every G' in ``zones`` (nz, 3) int."""
+        zones = np.atleast_2d(np.asarray(zones, dtype=np.int64))
+        atoms = model.material.atoms
+        reciprocal = np.linalg.inv(atoms.cell[:]).T
+        q_cart = 2.0 * np.pi * (model.qpoints[:, None, :] + zones[None]) @ reciprocal
+        lengths = scattering_lengths(atoms.get_chemical_symbols())
+        phase = np.exp(2j * np.pi * zones @ atoms.get_scaled_positions().T)  # (nz, κ)
+        prefactor = lengths / np.sqrt(2.0 * model.material.masses) * phase  # (nz, κ)
+        amplitudes = prefactor[None, :, :, None] * q_cart[:, :, None, :]  # (nq, nz, κ, α)
+        return cls(model, zones, amplitudes.reshape(*q_cart.shape[:2], -1), q_cart)
+
+    def matrices(
+        self, index: np.ndarray, weights: np.ndarray, displacement: np.ndarray
+    ) -> np.ndarray:
+        """W(q) (nq, 3N, 3N) complex for pool zones ``index`` (n,) with ``weights`` (n,) and
+        Debye–Waller displacement matrices ``displacement`` U_κ (κ, 3, 3) Å²."""
+        index = np.asarray(index, dtype=np.int64)
+        weights = np.asarray(weights, dtype=float) / np.sum(weights)
+        q = self.q_cart[:, index]  # (nq, n, 3)
+        exponent = 0.5 * np.einsum("qna,kab,qnb->qnk", q, displacement, q)
+        damping = np.repeat(np.exp(-exponent), 3, axis=2)  # (nq, n, 3N): κ-major like c
+        c = self.amplitudes[:, index] * damping
+        return np.swapaxes(c * weights[None, :, None], 1, 2) @ c.conj()
+
+    @property
+    def zone_cart(self) -> np.ndarray:
+        """G' (nz, 3) Cartesian 1/Å (with 2π) of the pool."""
+        reciprocal = np.linalg.inv(self.model.material.atoms.cell[:]).T
+        return 2.0 * np.pi * self.zones @ reciprocal
+
+    def pool_index(self, zones: np.ndarray) -> np.ndarray:
+        """Positions of ``zones`` (n, 3) int in the pool (each must be there)."""
+        lookup = {tuple(z): i for i, z in enumerate(self.zones.tolist())}
+        try:
+            return np.array([lookup[tuple(z)] for z in np.asarray(zones).tolist()], np.int64)
+        except KeyError as error:
+            raise FcinvertError(
+                f"zone {error.args[0]} is not in the fold operator's pool"
+            ) from None
+
+
+def quadratic_strengths(vectors: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """e_j† W e_j (..., nq, nb) for eigenvector columns e (..., nq, 3N, nb) and
+    W (..., nq, 3N, 3N)."""
+    return np.einsum("...ij,...ij->...j", vectors.conj(), matrices @ vectors).real
+
+
+def phonon_weights(
+    frequencies: np.ndarray,
+    strengths: np.ndarray,
+    temperature: np.ndarray | float,
+    cutoff: float = ACOUSTIC_CUTOFF,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(creation, annihilation) weights (..., nq, nb): |F|²/ħω · (n + 1) and · n.
+
+    frequencies, strengths: (B, nq, nb) or (nq, nb); temperature: scalar or (B,) K. Modes
+    below ``cutoff`` meV get 0."""
+    frequencies = np.asarray(frequencies, dtype=float)
+    temperature = np.asarray(temperature, dtype=float)
+    if temperature.ndim:
+        temperature = temperature.reshape(-1, *([1] * (frequencies.ndim - 1)))
+    valid = frequencies > cutoff
+    safe = np.where(valid, frequencies, 1.0)
+    with np.errstate(over="ignore", divide="ignore"):
+        occupation = np.where(
+            temperature > 0, 1.0 / np.expm1(safe / (BOLTZMANN * np.maximum(temperature, 1e-9))), 0.0
+        )
+    strength = np.where(valid, strengths / safe, 0.0)
+    return strength * (occupation + 1.0), strength * occupation
+
+
+def folded_spectrum_quadratic(
+    model: StructureFactorModel,
+    theta: np.ndarray,
+    temperature: float,
+    zones: np.ndarray,
+    weights: np.ndarray | None = None,
+    displacement: np.ndarray | None = None,
+    operator: FoldOperator | None = None,
+) -> np.ndarray:
+    """``folded_spectrum`` without a reach, through the quadratic form: I(q, E) (nq, nE).
+
+    Sums |F_j|² over the zones before broadening (the resolution depends on E only, so this
+    is the same image). ``displacement`` U_κ (κ, 3, 3) Å² replaces θ's own Debye–Waller
+    (e.g. the reference θ's); ``operator`` a prebuilt FoldOperator whose pool holds ``zones``.
+    """
+    from fcinvert.physics.spectra import render_weighted
+
+    zones = np.atleast_2d(np.asarray(zones, dtype=np.int64))
+    weights = np.full(len(zones), 1.0 / len(zones)) if weights is None else np.asarray(weights)
+    operator = FoldOperator.build(model, zones) if operator is None else operator
+    if displacement is None:
+        displacement = model.thermal_displacements(theta, temperature)
+    matrices = operator.matrices(operator.pool_index(zones), weights, displacement)
+    frequencies, vectors = model.path.modes(theta)
+    strengths = quadratic_strengths(vectors, matrices)
+    create, annihilate = phonon_weights(frequencies, strengths, temperature, model.cutoff)
+    peaks = np.concatenate([frequencies, -frequencies], axis=-1)[None]
+    amounts = np.concatenate([create, annihilate], axis=-1)[None]
+    return render_weighted(peaks, amounts, model.material.energy)[0].astype(float)
 
 
 def zone_orbits(material: Material, zones: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
