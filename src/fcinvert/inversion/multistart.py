@@ -11,7 +11,8 @@ every start, so objectives compare) wins.
 Another minimum whose dispersion differs (RMS > ``SAME_BASIN`` meV) is *ambiguous* when the data
 cannot tell the two apart: the paired difference of their per-q-column misfits, summed over
 blocks of adjacent columns, is less than ``DISTINGUISHABLE`` standard errors from zero. Its θ then
-widens the reported covariance (the two as an equal mixture), and a note names both.
+widens the reported covariance (the two as an equal mixture, no wider than the prior), and a
+note names both.
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ SAME_BASIN = 0.25
 #: Standard errors of the paired misfit difference that tell two minima apart.
 DISTINGUISHABLE = 2.0
 #: Trial steps of the coarse stage per start.
-COARSE_ITERATIONS = 20
+COARSE_ITERATIONS = 10
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Basin:
     """A minimum that a refinement reached: its result, the starts that led there, its
     dispersion's RMS distance (meV) from the best one, and the paired t statistic of its
@@ -123,7 +124,7 @@ def multistart(
         finals.append((fit, [starts[index].name]))
     basins = _basins(finals, basis)
     ambiguous = [b for b in basins[1:] if b.separation < DISTINGUISHABLE]
-    covariance = _mixture_covariance([basins[0], *ambiguous])
+    covariance = prior.cap(_mixture_covariance([basins[0], *ambiguous]))
     return MultiStartResult(
         basins[0].fit,
         basins,

@@ -207,9 +207,8 @@ def _search_notes(
 ) -> list[str]:
     """Notes on the multi-start: where the answer came from, ambiguity, undetermined θ."""
     notes = [
-        f"refined all {len(determined)} parameters from {len(search.basins)} distinct minima "
-        f"of {search.n_forward} forward models ({search.seconds:.1f} s); best reached from: "
-        f"{search.winner}"
+        f"refined all {len(determined)} parameters: {len(search.basins)} distinct minima "
+        f"from {search.n_forward} forward models; the best reached from: {search.winner}"
     ]
     for basin in search.ambiguous:
         notes.append(

@@ -29,6 +29,13 @@ class Prior:
     centre: np.ndarray
     width: np.ndarray
 
+    def cap(self, covariance: np.ndarray) -> np.ndarray:
+        """``covariance`` (P, P) with every variance above the prior's brought down to it
+        (rows and columns scaled together): the data never make θ less known than before."""
+        variance = np.diag(covariance)
+        factor = np.sqrt(np.minimum(variance, self.width**2) / np.maximum(variance, 1e-300))
+        return covariance * np.outer(factor, factor)
+
     @classmethod
     def around(cls, theta: np.ndarray, relative: float = 1.0) -> Prior:
         """A weak prior centred on θ, ``relative`` × ``parameter_scale(θ)`` wide."""

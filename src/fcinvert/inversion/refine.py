@@ -63,6 +63,9 @@ CONTINUATION = (2.0, 1.0, 0.0)
 GUARD_ABOVE = 1.3
 #: Blocks of adjacent q columns whose scores are resampled for the robust covariance.
 CLUSTERS = 20
+#: How well (meV) the forward model locates a branch in a real measurement, whatever the
+#: statistics: intensity-model and resolution-shape error (see ``_model_floor``).
+MODEL_FLOOR = 0.05
 #: Noise floor per normalised pixel (data are divided by their RMS): the forward model's own
 #: error on noise-free physical spectra (free branch intensities at the true θ) is ~1e-3.
 NOISE_FLOOR = 3e-3
@@ -268,14 +271,7 @@ class SpectrumFit:
         )
         jac = None
         if jacobian:
-            # Hellmann–Feynman: ∂ω²_j/∂θ_k = e_j† D_k e_j, (nq, nb, P)
-            outer = vectors.conj()[:, :, None, :] * vectors[:, None, :, :]  # (nq, a, b, j)
-            outer = outer.reshape(len(values), -1, values.shape[-1])
-            stacked = np.concatenate([outer.real, -outer.imag], axis=1)  # (nq, 2·nb², nb)
-            d_lambda = np.swapaxes(stacked, 1, 2) @ self._hellmann_feynman
-            magnitude = np.sqrt(np.maximum(np.abs(values), _LAMBDA_FLOOR))
-            per_lambda = np.where(still, 0.0, FREQUENCY_TO_MEV / (2.0 * magnitude))  # dω/dω²
-            d_omega = d_lambda * per_lambda[..., None]  # (nq, nb, P) meV per unit θ
+            d_omega = self.frequency_derivatives(values, vectors)
             jac_data, jac_ridge = linear.jacobian(d_omega)
             jac_guard = guard_sign[..., None] * d_omega[:, :, None, :] * self.guard
             jac = np.concatenate(
@@ -292,6 +288,19 @@ class SpectrumFit:
             float(np.sum(linear.residual**2)),
             linear.n_linear,
         )
+
+    def frequency_derivatives(self, values: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """∂ħω_j/∂θ_k (nq, nb, P) meV per eV/Å² from the eigenvalues (nq, nb) and eigenvector
+        columns (nq, nb, nb) of D(θ), by Hellmann–Feynman: ∂ω²_j/∂θ_k = e_j† D_k e_j (modes
+        pinned at 0, the acoustic ones at Γ, get 0)."""
+        outer = vectors.conj()[:, :, None, :] * vectors[:, None, :, :]  # (nq, a, b, j)
+        outer = outer.reshape(len(values), -1, values.shape[-1])
+        stacked = np.concatenate([outer.real, -outer.imag], axis=1)  # (nq, 2·nb², nb)
+        d_lambda = np.swapaxes(stacked, 1, 2) @ self._hellmann_feynman
+        still = np.abs(values) < _LAMBDA_FLOOR
+        magnitude = np.sqrt(np.maximum(np.abs(values), _LAMBDA_FLOOR))
+        per_lambda = np.where(still, 0.0, FREQUENCY_TO_MEV / (2.0 * magnitude))  # dω/dω²
+        return d_lambda * per_lambda[..., None]
 
     def _gaussians(
         self, frequencies: np.ndarray, derivative: bool
@@ -794,9 +803,37 @@ def _posterior(
     bread = np.linalg.inv(curvature / variance + np.diag(inverse_width2))
     sandwich = bread @ (meat + np.diag(inverse_width2)) @ bread
     inflation = np.sqrt(np.maximum(np.diag(sandwich) / np.diag(bread), 1.0))
-    covariance = bread * np.outer(inflation, inflation)
+    covariance = bread * np.outer(inflation, inflation) + _model_floor(evaluation, fit)
     covariance = 0.5 * (covariance + covariance.T)
-    return covariance, np.clip(np.diag(bread) * inverse_width2, 0.0, 1.0)
+    share = np.clip(np.diag(bread) * inverse_width2, 0.0, 1.0)
+    return fit.prior.cap(covariance), share
+
+
+def _model_floor(evaluation: Evaluation, fit: SpectrumFit) -> np.ndarray:
+    """Covariance (P, P) of θ from the forward model's own limit, whatever the statistics.
+
+    Its errors (intensity model, resolution shape) shift branches smoothly along the path, so
+    each branch is taken as located to MODEL_FLOOR meV once per block of adjacent q columns
+    (CLUSTERS blocks), not once per q: (J_ωᵀJ_ω/δ² + W)⁻¹ with J_ω (blocks · branches, P) the
+    block means of ∂ω/∂θ over the modes the data see (inside the window, measured columns) and
+    W the prior precision."""
+    values, vectors = np.linalg.eigh(fit.basis.dynamical_matrices(evaluation.theta)[0])
+    d_omega = fit.frequency_derivatives(values, vectors)
+    seen = (
+        (evaluation.frequencies > fit.edges[0])
+        & (evaluation.frequencies < fit.edges[-1])
+        & fit.measured.any(axis=1)[:, None]
+    )
+    blocks = np.array_split(np.arange(len(seen)), min(len(seen), CLUSTERS))
+    rows = np.concatenate(
+        [
+            np.sum(d_omega[block] * seen[block, :, None], axis=0)
+            / np.maximum(seen[block].sum(axis=0), 1)[:, None]
+            for block in blocks
+        ]
+    )
+    precision = rows.T @ rows / MODEL_FLOOR**2 + np.diag(1.0 / fit.prior.width**2)
+    return np.linalg.inv(precision)
 
 
 def column_misfit(evaluation: Evaluation, fit: SpectrumFit) -> np.ndarray:

@@ -1,0 +1,144 @@
+"""Multi-start refinement under the ensemble prior (``fcinvert.inversion.pipeline.infer``).
+
+The spectra are physical (eigenvectors, Debye–Waller, Bose at 5 K, folded over the Laue orbits
+of three zones: ``fcinvert.physics.structure_factor``), which the refinement's free branch
+intensities only approximate; the truths are not the prior's centre.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import reference_theta
+from small_dataset import run_cli
+
+from fcinvert.data.spectrum_file import Spectrum, write_spectrum
+from fcinvert.inversion.pipeline import infer
+from fcinvert.inversion.prior import load_prior_ensemble
+from fcinvert.inversion.refine import refine_spectrum
+from fcinvert.inversion.result_file import write_inference
+from fcinvert.physics.dynamics import dynamics_basis
+from fcinvert.physics.structure_factor import (
+    StructureFactorModel,
+    folded_spectrum,
+    gamma_mesh,
+    zone_orbits,
+    zones_from_hkl,
+)
+
+ZONES_HKL = [[2, 2, 0], [1, 1, 1], [3, 1, 1]]
+
+
+def physical_spectrum(material, fcspace, theta, qpoints, peak=None, seed=0) -> Spectrum:
+    """The physical spectrum of θ at ``qpoints`` on the material's grid; Poisson counts with
+    ``peak`` counts at the brightest pixel over a 3 % background when ``peak`` is given."""
+    basis = dynamics_basis(fcspace, qpoints)
+    structure = StructureFactorModel(material, basis, dynamics_basis(fcspace, gamma_mesh(4)))
+    zones, weights = zone_orbits(material, zones_from_hkl(material, np.array(ZONES_HKL)))
+    clean = folded_spectrum(structure, theta, 5.0, zones, weights)
+    intensity = clean / np.nanmax(clean)
+    if peak is not None:
+        rng = np.random.default_rng(seed)
+        intensity = rng.poisson(intensity * peak + 0.03 * peak).astype(float)
+    return Spectrum(intensity, material.energy.centres, qpoints, material.name, 5.0)
+
+
+@pytest.fixture(scope="module")
+def off_centre(ge):
+    """A Ge truth between the ensemble median and the stiff Tersoff member (neither a start
+    nor the prior's centre), its noisy physical spectrum on every 2nd path point, and the
+    multi-start inference of it without a model."""
+    material, fcspace = ge
+    ensemble = load_prior_ensemble(material, fcspace)
+    tersoff = ensemble.members[ensemble.names.index("tersoff-ge-1989")]
+    truth = 0.55 * tersoff + 0.45 * ensemble.reference
+    spectrum = physical_spectrum(material, fcspace, truth, material.path.qpoints[::2], peak=300)
+    return truth, spectrum, infer(spectrum, material, fcspace, seed=0)
+
+
+def test_truth_off_the_centre_is_recovered_with_honest_intervals(ge, off_centre):
+    material, fcspace = ge
+    truth, spectrum, inference = off_centre
+    basis = dynamics_basis(fcspace, spectrum.qpoints)
+    error = np.sqrt(np.mean((inference.frequencies - basis.frequencies(truth)) ** 2))
+    ensemble = load_prior_ensemble(material, fcspace)
+    floor = refine_spectrum(material, fcspace, spectrum, truth, basis=basis, prior=ensemble.prior)
+    best_possible = np.sqrt(np.mean((floor.frequencies - basis.frequencies(truth)) ** 2))
+    assert error < 1.5 * best_possible + 0.05 and error < 0.5  # meV: the truth's basin
+    reference = reference_theta(material, fcspace)
+    median_error = basis.frequencies(reference) - basis.frequencies(truth)
+    assert np.sqrt(np.mean(median_error**2)) > 1.5  # the ensemble median is far off
+    z = (inference.theta - truth) / inference.std
+    assert np.mean(np.abs(z) < 3) >= 0.8
+    # the band holds the reported dispersion and is narrow on full data
+    assert np.all(inference.band_low <= inference.frequencies + 1e-9)
+    assert np.all(inference.frequencies <= inference.band_high + 1e-9)
+    assert np.median(inference.band_high - inference.band_low) < 2.0
+
+
+def test_same_input_and_seed_give_the_same_answer(ge, off_centre):
+    _, spectrum, first = off_centre
+    second = infer(spectrum, *ge, seed=0)
+    np.testing.assert_array_equal(first.theta, second.theta)
+    np.testing.assert_array_equal(first.covariance, second.covariance)
+    np.testing.assert_array_equal(first.band_high, second.band_high)
+    assert first.notes == second.notes
+
+
+def test_a_spectrum_near_gamma_only_is_ambiguous_and_leaves_parameters_undetermined(ge, tmp_path):
+    """Three q columns next to Γ pin the optical energy and the sound velocities, not the
+    zone-boundary modes: other minima fit as well, and most parameters stay at the prior."""
+    material, fcspace = ge
+    ensemble = load_prior_ensemble(material, fcspace)
+    truth = ensemble.members[ensemble.names.index("7net-mf-0-pbe")]
+    spectrum = physical_spectrum(material, fcspace, truth, material.path.qpoints[1:4], peak=200)
+    inference = infer(spectrum, material, fcspace, seed=1)
+    assert inference.search.ambiguous
+    assert any(note.startswith("ambiguous") for note in inference.notes)
+    undetermined = ~inference.determined
+    assert undetermined.sum() >= fcspace.n_params // 2
+    width = ensemble.prior.width[undetermined]
+    assert np.all(inference.std[undetermined] > 0.5 * width)
+    assert np.all(inference.std <= ensemble.prior.width * (1 + 1e-9))
+    content = write_inference(inference, tmp_path / "r.json")
+    rows = [row for row in content["parameters"] if not row["determined"]]
+    assert rows and all("do not constrain" in row["reason"] for row in rows)
+    assert content["refinement"]["ambiguous"] is True
+
+
+def test_cli_refines_from_the_ensemble_without_a_model(
+    ge, off_centre, tmp_path, monkeypatch, capsys
+):
+    _, spectrum, _ = off_centre
+    write_spectrum(tmp_path / "s.h5", spectrum)
+    out = tmp_path / "r.json"
+    args = ["invert", str(tmp_path / "s.h5"), "--material", "ge", "--out", str(out)]
+    code, err = run_cli([*args, "--plot", str(tmp_path / "r.png")], monkeypatch, capsys)
+    assert code == 0, err
+    content = json.loads(out.read_text())
+    assert content["model"] is None and content["refinement"]["forward_models"] > 0
+    for key in ("frequencies_meV", "frequencies_low_meV", "frequencies_high_meV"):
+        assert np.shape(content["dispersion"][key]) == (len(spectrum.qpoints), 6)
+    assert all(
+        {"value", "std", "interval_5_95", "determined"} <= set(p) for p in content["parameters"]
+    )
+    assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "fill", [0.0, -1.0, np.inf, -np.inf, np.nan], ids=["zero", "negative", "inf", "-inf", "nan"]
+)
+def test_spectra_without_signal_are_refused(ge, fill, tmp_path, monkeypatch, capsys):
+    material, _ = ge
+    qpoints = material.path.qpoints[::20]
+    intensity = np.full((len(qpoints), len(material.energy.centres)), fill)
+    if np.isinf(fill):
+        intensity[:, ::2] = 1.0  # some signal, but infinities beside it
+    write_spectrum(tmp_path / "s.h5", Spectrum(intensity, material.energy.centres, qpoints, "ge"))
+    out = tmp_path / "r.json"
+    args = ["invert", str(tmp_path / "s.h5"), "--material", "ge", "--out", str(out)]
+    code, err = run_cli(args, monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("fcinvert: error:"), err
+    assert not out.exists() and not (tmp_path / "r_phonopy").exists()
