@@ -45,8 +45,9 @@ def inversion_figure(
 ) -> None:
     """On the input's own grid (intensity (nq, nE), energy (nE,) meV, log colour, unmeasured
     pixels grey): the data with the reported dispersion and its 5–95 % band (and the ML
-    estimate, dashed, when refined), then the refined model's fit of the data. Written to
-    ``out`` (PNG or SVG)."""
+    estimate, dashed, when refined), then the refined model's fit of the data; the energy axis
+    stops 20 % above the band's top when the data reach higher. Written to ``out`` (PNG or
+    SVG)."""
     path = grid_path(inference.material, inference.qpoints)
     search = inference.search
     rows = 2 if search is not None else 1
@@ -81,8 +82,9 @@ def inversion_figure(
             log=True,
             colour_bar="intensity (data units, log)",
         )
+    top = min(float(energy[-1]), 1.2 * float(np.max(inference.band_high)))
     for axis in axes[:, 0]:
-        axis.set_ylim(energy[0], energy[-1])
+        axis.set_ylim(energy[0], max(top, float(energy[0]) + 1.0))
     if title:
         figure.suptitle(title)
     figure.tight_layout()
