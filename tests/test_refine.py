@@ -26,6 +26,7 @@ from fcinvert.inversion.refine import (
     batched_nnls,
     branch_weights,
     iterative_baseline,
+    pixel_errors,
     refine,
     refine_spectrum,
 )
@@ -253,8 +254,9 @@ def test_intensity_models_on_a_physical_spectrum(ge_scenario):
 
 
 def test_refine_spectrum_fits_a_spectrum_file(nb_scenario, tmp_path):
-    """Through the file contract: unit weights by default (the same fit as on the array),
-    the file's Poisson errors on request (then the misfit is a reduced χ² near 1)."""
+    """Through the file contract: weighted by the smoothed errors (``pixel_errors``; the same
+    fit as on the array with them), a reduced χ² near 1 for Poisson counts, with or without
+    the file's errors."""
     material = nb_scenario.material
     counts = nb_scenario.counts(peak=1000.0, seed=7)
     path = tmp_path / "measured.h5"
@@ -264,13 +266,17 @@ def test_refine_spectrum_fits_a_spectrum_file(nb_scenario, tmp_path):
     )
     spectrum = read_spectrum(path)
     options = dict(basis=nb_scenario.basis)
-    unit = refine_spectrum(material, nb_scenario.fcspace, spectrum, nb_scenario.start, **options)
-    assert np.allclose(unit.theta, nb_scenario.refine(counts).theta, rtol=0, atol=1e-10)
     weighted = refine_spectrum(
-        material, nb_scenario.fcspace, spectrum, nb_scenario.start, weighted=True, **options
+        material, nb_scenario.fcspace, spectrum, nb_scenario.start, **options
     )
+    errors = pixel_errors(counts, error, material.energy)
+    on_array = nb_scenario.refine(counts, error=errors)
+    assert np.allclose(weighted.theta, on_array.theta, rtol=0, atol=1e-10)
     assert 0.7 < weighted.misfit < 1.5
     assert nb_scenario.rms(weighted.theta) < 0.15
+    spectrum.error = None  # Poisson-like variances from the counts themselves
+    from_counts = refine_spectrum(material, nb_scenario.fcspace, spectrum, nb_scenario.start)
+    assert 0.7 < from_counts.misfit < 1.5 and nb_scenario.rms(from_counts.theta) < 0.15
     spectrum.energy = spectrum.energy**1.01
     with pytest.raises(FcinvertError, match="uniform"):
         refine_spectrum(material, nb_scenario.fcspace, spectrum, nb_scenario.start, **options)

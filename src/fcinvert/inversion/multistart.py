@@ -30,6 +30,7 @@ from fcinvert.inversion.refine import (
     CONTINUATION,
     Intensities,
     RefineResult,
+    pixel_errors,
     refine,
     spectrum_grid,
 )
@@ -95,6 +96,7 @@ def multistart(
     started = time.perf_counter()
     grid = spectrum_grid(material, spectrum)
     basis = dynamics_basis(fcspace, spectrum.qpoints) if basis is None else basis
+    errors = pixel_errors(spectrum.intensity, spectrum.error, grid)
     options = dict(grid=grid, prior=prior, intensities=intensities)
     stride = max(1, len(spectrum.qpoints) // COARSE_COLUMNS)
     coarse_basis = DynamicsBasis(basis.qpoints[::stride], basis.matrices[:, ::stride])
@@ -105,6 +107,7 @@ def multistart(
             spectrum.intensity[::stride],
             spectrum.qpoints[::stride],
             start.theta,
+            error=errors[::stride],
             continuation=CONTINUATION[:1],
             partial=True,
             max_iterations=COARSE_ITERATIONS,
@@ -123,6 +126,7 @@ def multistart(
             spectrum.intensity,
             spectrum.qpoints,
             coarse[index].theta,
+            error=errors,
             continuation=CONTINUATION[1:],
             basis=basis,
             **options,
