@@ -2,11 +2,12 @@
 
 Spectra are made by Euphonic (``measurement_like.py``: independent of fcinvert's forward
 model) from truths spread over and beyond the training domain — the ensemble median moved by
-Gaussian steps of 0.25–1 prior widths in every parameter (dynamically stable draws only), and
-force-field members — with random instruments: peak counts 25–1000 (log-uniform), background
-2–10 %, temperature 5–300 K, and gaps (none; 30 % of pixels; one ToF orientation). Each is
-inverted as ``fcinvert invert --refine`` does (``infer``; with the shipped model unless
-``--no-model``). Printed and written to ``reports/calibration/``:
+Gaussian steps of 0.25–1 prior widths in every parameter (dynamically stable draws whose
+highest mode is inside 0.5–1.1 × the window), and force-field members — with random
+instruments: peak counts 25–1000 (log-uniform), background 2–10 %, temperature 5–300 K, and
+gaps (none; 30 % of pixels; one ToF orientation). Each is inverted as ``fcinvert invert
+--refine`` does (``infer``; with the shipped model unless ``--no-model``). Printed and written
+to ``reports/calibration/``:
 
 - for the parameters: the fraction of truths inside the reported 90 % interval, the median
   width, and a reliability diagram (nominal central level → observed fraction) — for the
@@ -74,6 +75,7 @@ def main() -> None:
             fcspace,
             load_prior_ensemble(material, fcspace),
             StabilityCheck.build(fcspace, material.path.qpoints, divisions=4),
+            dynamics_basis(fcspace, material.path.qpoints),
             bundle,
         )
     records = []
@@ -81,8 +83,9 @@ def main() -> None:
     names = list(materials)
     for index in range(args.spectra):
         name = names[index % len(names)]
-        material, fcspace, ensemble, check, bundle = materials[name]
-        truth, kind = draw_truth(ensemble, check, rng)
+        material, fcspace, ensemble, check, path_basis, bundle = materials[name]
+        top = Instrument.for_material(name).energy_max_meV
+        truth, kind = draw_truth(ensemble, check, path_basis, top, rng)
         gaps = GAP_KINDS[rng.choice(len(GAP_KINDS), p=[0.5, 0.25, 0.25])]
         instrument = Instrument.for_material(
             name,
@@ -126,17 +129,20 @@ def main() -> None:
     print(json.dumps(summary["headline"], indent=1))
 
 
-def draw_truth(ensemble, check, rng: np.random.Generator) -> tuple[np.ndarray, str]:
-    """A stable truth: a member (1 in 5) or the median moved by 0.25–1 prior widths."""
+def draw_truth(ensemble, check, path_basis, top, rng: np.random.Generator):
+    """A stable truth: a member (1 in 5) or the median moved by 0.25–1 prior widths, whose
+    highest mode lies between half and 1.1 × the window's top ``top`` (meV): an experimenter
+    chooses Ei to see the phonons."""
     if rng.random() < 0.2:
         member = int(rng.integers(len(ensemble.members)))
         return ensemble.members[member].copy(), "member"
-    for _ in range(200):
+    for _ in range(500):
         step = rng.uniform(0.25, 1.0)
-        theta = ensemble.reference + step * ensemble.prior.width * rng.normal(
-            size=len(ensemble.reference)
-        )
-        if check.is_stable(theta[None])[0]:
+        noise = rng.normal(size=len(ensemble.reference))
+        theta = ensemble.reference + step * ensemble.prior.width * noise
+        if not check.is_stable(theta[None])[0]:
+            continue
+        if 0.5 * top <= path_basis.frequencies(theta).max() <= 1.1 * top:
             return theta, "draw"
     return ensemble.reference.copy(), "median"
 
