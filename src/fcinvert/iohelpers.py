@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,10 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it is renamed onto ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_temporaries(target)
+    handle, name = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent
+    )
     os.close(handle)
     temporary = Path(name)
     try:
@@ -23,6 +27,50 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+#: a temporary without a writer's process id (older versions) is stale after this long
+STALE_AFTER_S = 60.0
+
+
+def remove_stale_temporaries(target: str | Path) -> list[Path]:
+    """Remove the ``.<name>.<pid>-XXXX.tmp`` files a killed write to ``target`` left beside it:
+    those whose writing process is gone (or, without a process id, untouched for
+    ``STALE_AFTER_S``). A write in progress by a live process is left alone. Returns the
+    removed paths."""
+    target = Path(target)
+    prefix = f".{target.name}."
+    removed = []
+    try:
+        candidates = [p for p in target.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for candidate in candidates:
+        middle = candidate.name[len(prefix) :]
+        if not middle.endswith(".tmp") or not candidate.is_file():
+            continue
+        writer = middle[: -len(".tmp")].split("-", 1)[0]
+        try:
+            if writer.isdigit() and "-" in middle:
+                stale = int(writer) != os.getpid() and not _alive(int(writer))
+            else:
+                stale = time.time() - candidate.stat().st_mtime > STALE_AFTER_S
+            if stale:
+                candidate.unlink()
+                removed.append(candidate)
+        except OSError:
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid < 2**31  # another user's process, or an impossible id
+    return True
 
 
 def _umask() -> int:

@@ -84,7 +84,7 @@ def read_scan_folder(folder: str | Path) -> ScanFolder:
         files = [folder / str(row["file"]) for row in rows]
         psi = np.array([float(row["psi_deg"]) for row in rows])
         combined = folder / str(content["all"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
         raise FcinvertError(f"{listing_file}: not a scan listing ({error!r})") from None
     if not rows:
         raise FcinvertError(f"{listing_file}: lists no scan")
@@ -101,15 +101,18 @@ def read_scan_folder(folder: str | Path) -> ScanFolder:
 
 def _recorded_parameters(path: Path) -> dict[str, float] | None:
     """θ by name from a spectrum file's ``parameters`` attribute (JSON), or None."""
-    with h5py.File(path, "r") as handle:
-        text = handle.attrs.get("parameters")
+    try:
+        with h5py.File(path, "r") as handle:
+            text = handle.attrs.get("parameters")
+    except OSError:
+        raise FcinvertError(f"{path}: not a readable HDF5 spectrum file") from None
     if text is None:
         return None
     text = text.decode() if isinstance(text, bytes) else str(text)
     try:
         values = json.loads(text)
         return {str(name): float(value) for name, value in values.items()}
-    except (ValueError, AttributeError, TypeError):
+    except (ValueError, AttributeError, TypeError, RecursionError):
         raise FcinvertError(f"{path}: attribute 'parameters' is not a JSON object") from None
 
 

@@ -43,7 +43,8 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except FcinvertError as error:
-        print(f"fcinvert: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).splitlines())  # one line, whatever a name holds
+        print(f"fcinvert: error: {message}", file=sys.stderr)
         sys.exit(2)
     except (typer.Exit, SystemExit) as stop:
         raise stop

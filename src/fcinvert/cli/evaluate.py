@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fcinvert import validate
 from fcinvert.errors import FcinvertError
 
 console = Console(stderr=True)
@@ -44,6 +45,10 @@ def evaluate(
         raise FcinvertError(f"--samples: must be at least 1, got {samples}")
     if limit is not None and limit < 1:
         raise FcinvertError(f"--limit: must be at least 1, got {limit}")
+    validate.output_folder(out, "--out")
+    validate.input_file(data, "--data")
+    for path in measured or []:
+        validate.input_file(path, "--measured")
     settings = EvaluationSettings(samples=samples, seed=seed, limit=limit)
     metrics = run_evaluation(material, given, data, out, measured or [], settings)
     noise = metrics["noise"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fcinvert import validate
 from fcinvert.errors import FcinvertError
 from fcinvert.labels.ensemble import (
     Labeller,
@@ -78,15 +80,18 @@ def label(
         raise FcinvertError(
             "label: give exactly one of --members, --calculator, --model-file, --force-constants"
         )
-    if displacement <= 0 or (step_check is not None and step_check <= 0):
-        raise FcinvertError("label: displacements must be positive (Å)")
+    validate.finite(displacement, "--displacement", above=0.0)
+    if step_check is not None:
+        validate.finite(step_check, "--step-check", above=0.0)
+    validate.input_file(force_constants, "--force-constants")
+    validate.input_file(structure, "--structure")
+    dims = _parse_dim(dim)
     loaded = load_material(material)
     settings = LabelSettings(displacement=displacement, relax=relax, step_check=step_check)
     with console.status("building the FC space and the stability check"):
         labeller = Labeller(loaded, settings)
 
     if force_constants is not None:
-        dims = _parse_dim(dim)
         phonon = load_force_constants(force_constants, structure, dims)
         result = label_force_constants(
             labeller, phonon, name or "force-constants", str(force_constants.resolve())
@@ -146,9 +151,15 @@ def _parse_dim(text: str | None) -> list[int] | None:
     if text is None:
         return None
     try:
-        return [int(x) for x in text.replace(",", " ").split()]
+        dims = [int(x) for x in text.replace(",", " ").split()]
     except ValueError:
         raise FcinvertError(f"--dim: '{text}' is not a list of integers") from None
+    if len(dims) not in (3, 9):
+        raise FcinvertError(f"--dim: '{text}': give 3 or 9 integers, not {len(dims)}")
+    matrix = np.diag(dims) if len(dims) == 3 else np.reshape(dims, (3, 3))
+    if round(float(np.linalg.det(matrix))) < 1:
+        raise FcinvertError(f"--dim: '{text}' is not a supercell (determinant must be ≥ 1)")
+    return dims
 
 
 def _print_table(results: list[LabelResult], boundary: str) -> None:

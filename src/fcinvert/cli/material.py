@@ -8,13 +8,26 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from fcinvert import validate
+from fcinvert.errors import FcinvertError
 from fcinvert.physics.fcspace import build_fcspace
 from fcinvert.physics.material import Material, init_material, load_material
 
 console = Console()
+
+#: the ``init`` option behind each field of the material settings
+OPTION_OF = {
+    "name": "--name",
+    "shells": "--shells",
+    "path_points": "--path-points",
+    "bins": "--path-points",
+    "max_meV": "--emax",
+    "temperature_K": "--temperature",
+}
 
 
 def material_summary(material: Material) -> dict:
@@ -103,16 +116,29 @@ def init(
     ] = False,
 ) -> None:
     """Create a material folder from any structure file."""
-    folder, converted = init_material(
-        structure,
-        name,
-        out=out,
-        shells=shells,
-        path_points=path_points,
-        energy_max=emax,
-        temperature=temperature,
-        on_conversion="refuse" if refuse_conversion else "convert",
-    )
+    validate.safe_name(name, "--name")
+    validate.output_folder(out, "--out")
+    validate.integer(shells, "--shells", minimum=1, maximum=15)
+    validate.integer(path_points, "--path-points", minimum=10, maximum=10_000)
+    if emax is not None:
+        validate.finite(emax, "--emax", above=0.0)
+    validate.temperature(temperature)
+    try:
+        folder, converted = init_material(
+            structure,
+            name,
+            out=out,
+            shells=shells,
+            path_points=path_points,
+            energy_max=emax,
+            temperature=temperature,
+            on_conversion="refuse" if refuse_conversion else "convert",
+        )
+    except ValidationError as error:  # the settings model's bounds, named by their option
+        first = error.errors()[0]
+        field = str(first["loc"][-1]) if first["loc"] else "settings"
+        option = OPTION_OF.get(field, field)
+        raise FcinvertError(f"{option}: {first['msg']}") from None
     if converted:
         console.print("converted the cell to the seekpath standard primitive cell")
     material = load_material(folder)

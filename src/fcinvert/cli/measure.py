@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fcinvert import validate
 from fcinvert.cli.progress import stage_progress
 from fcinvert.data.fold import DEFAULT_PERPENDICULAR, FoldResult, fold_points, fold_volume
 from fcinvert.data.measurement import parse_orientations, signal_to_noise, simulate_scans
@@ -89,6 +90,13 @@ def fold(
     psi: Annotated[float | None, typer.Option(help="NXSPE: ψ in degrees (default: file)")] = None,
 ) -> None:
     """Fold a measured S(Q, E) onto the material's path and energy grid."""
+    validate.output_file(out, "--out")
+    validate.figure_file(plot)
+    validate.distinct({"--out": out, "--plot": plot})
+    validate.temperature(temperature)
+    validate.finite(width, "--width", above=0.0)
+    if psi is not None:
+        validate.finite(psi, "--psi")
     loaded = load_material(material)
     measurement = read_measurement(
         data, norm, conventional_lattice(loaded), parse_vector(u, "u"), parse_vector(v, "v"), psi
@@ -134,6 +142,16 @@ def measure(
     for all of them together, scans.json listing them."""
     from fcinvert.cli.simulate import read_parameters
 
+    validate.output_folder(out, "--out")
+    validate.input_file(params, "--params")
+    validate.temperature(temperature)
+    validate.finite(ei, "--ei", above=0.0)
+    validate.finite(counts, "--counts", above=0.0)
+    validate.finite(background, "--background", minimum=0.0)
+    validate.finite(q_step, "--q-step", above=0.0)
+    validate.finite(width, "--width", above=0.0)
+    validate.finite(pixel, "--pixel", above=0.0)
+    validate.integer(seed, "--seed", minimum=0)
     loaded = load_material(material)
     fcspace = build_fcspace(loaded)
     base = fcspace.theta_from_dict(loaded.require_reference(), np.zeros(fcspace.n_params))

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from fcinvert import validate
 from fcinvert.data.spectrum_file import write_spectrum
 from fcinvert.errors import FcinvertError
 from fcinvert.physics.export import write_phonopy_files
@@ -28,6 +29,12 @@ def read_parameters(path: Path) -> dict[str, float]:
         return {str(k): float(v) for k, v in values.items()}
     except FileNotFoundError:
         raise FcinvertError(f"{path}: no such parameter file") from None
+    except IsADirectoryError:
+        raise FcinvertError(f"{path}: a folder, not a parameter file") from None
+    except OSError as error:
+        raise FcinvertError(f"{path}: cannot read ({error.strerror})") from None
+    except RecursionError:
+        raise FcinvertError(f"{path}: JSON nested too deeply") from None
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise FcinvertError(
             f'{path}: expected {{"parameters": {{name: number, ...}}}} ({error})'
@@ -50,6 +57,14 @@ def simulate(
     ei: Annotated[float | None, typer.Option(help="physical, zones auto: Ei in meV")] = None,
 ) -> None:
     """Simulate I(q, E) on the material's path; parameters not given keep their reference."""
+    validate.output_file(out, "--out")
+    validate.figure_file(plot)
+    validate.output_folder(export_fc, "--export-fc")
+    validate.distinct({"--out": out, "--plot": plot})
+    validate.input_file(params, "--params")
+    validate.temperature(temperature)
+    if ei is not None:
+        validate.finite(ei, "--ei", above=0.0)
     loaded = load_material(material)
     fcspace = build_fcspace(loaded)
     reference = loaded.require_reference()

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fcinvert import validate
 from fcinvert.cli.progress import stage_progress
 from fcinvert.errors import FcinvertError
 
@@ -53,6 +54,10 @@ def single_scan(
 
     if samples < 1:
         raise FcinvertError(f"--samples: must be at least 1, got {samples}")
+    validate.output_folder(out, "--out")
+    validate.input_file(dataset, "--dataset")
+    if not scans.is_dir():
+        raise FcinvertError(f"{scans}: not a folder of scans (written by 'fcinvert measure')")
     torch.set_num_threads(1)
     name = model or read_scan_folder(scans).material
     if not name:

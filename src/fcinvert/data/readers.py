@@ -663,10 +663,13 @@ def _open_hdf5(path: Path) -> h5py.File:
 
 def _read(path: Path, dataset: h5py.Dataset) -> np.ndarray:
     try:
-        return np.asarray(dataset[()])
+        values = np.asarray(dataset[()])
     except (OSError, ValueError, TypeError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise FcinvertError(f"{path}: cannot read {dataset.name} ({first})") from None
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+        raise FcinvertError(f"{path}: {dataset.name} holds {values.dtype} values, not numbers")
+    return values
 
 
 def _text(value: object) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from fcinvert import __version__
+from fcinvert import __version__, validate
 from fcinvert.errors import FcinvertError
 from fcinvert.iohelpers import atomic_path
 
@@ -90,7 +90,11 @@ def read_spectrum(path: str | Path) -> Spectrum:
         except (OSError, ValueError, TypeError) as problem:
             raise FcinvertError(f"{path}: unreadable dataset ({problem})") from None
         material = _text(handle.attrs.get("material", ""))
-        temperature = float(handle.attrs.get("temperature_K", np.nan))
+        temperature_given = "temperature_K" in handle.attrs
+        try:
+            temperature = float(handle.attrs.get("temperature_K", np.nan))
+        except (TypeError, ValueError):
+            raise FcinvertError(f"{path}: temperature_K is not a number") from None
     if intensity.ndim != 2:
         raise FcinvertError(f"{path}: intensity must be 2-D (nq, nE), got shape {intensity.shape}")
     nq, n_energy = intensity.shape
@@ -104,6 +108,7 @@ def read_spectrum(path: str | Path) -> Spectrum:
         raise FcinvertError(f"{path}: energy bins must be finite and increasing")
     if not np.all(np.isfinite(qpoints)):
         raise FcinvertError(f"{path}: qpoints contain non-finite values")
+    validate.spectrum_content(str(path), intensity, qpoints, error, temperature, temperature_given)
     if not np.any(np.isfinite(intensity)):
         raise FcinvertError(f"{path}: every intensity pixel is NaN (nothing measured)")
     return Spectrum(intensity, energy, qpoints, material, temperature, error, frequencies)

@@ -60,6 +60,15 @@ def load_force_constants(
         raise FcinvertError(f"{path}: cannot read force constants ({why})") from None
     if phonon.force_constants is None:
         raise FcinvertError(f"{path}: no force constants in it or beside it")
+    fc = np.asarray(phonon.force_constants)
+    n_super, n_prim = len(phonon.supercell), len(phonon.primitive)
+    if fc.ndim != 4 or fc.shape[1:] != (n_super, 3, 3) or fc.shape[0] not in (n_prim, n_super):
+        raise FcinvertError(
+            f"{path}: force constants of shape {fc.shape} do not fit the {n_super}-atom "
+            "supercell (check --dim and --structure)"
+        )
+    if not np.all(np.isfinite(fc)):
+        raise FcinvertError(f"{path}: the force constants hold non-finite values")
     return phonon
 
 
