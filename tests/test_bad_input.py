@@ -5,6 +5,7 @@ inputs; no model is trained."""
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import pickle
@@ -40,11 +41,16 @@ from fcinvert.physics.material import load_material
 GE_POSCAR = Path(__file__).parents[1] / "src" / "fcinvert" / "materials" / "ge" / "POSCAR"
 
 
+@functools.cache
+def ge_path() -> np.ndarray:
+    """(200, 3) reduced q-points of Ge's path (read once)."""
+    return load_material("ge").path.qpoints
+
+
 def good_arrays(nq: int = 20, n_energy: int = 30, seed: int = 0) -> dict:
     """A small spectrum on distinct q-points of Ge's path: positive, varying intensities."""
-    material = load_material("ge")
     rng = np.random.default_rng(seed)
-    qpoints = material.path.qpoints[:: max(1, 200 // nq)][:nq]
+    qpoints = ge_path()[:: max(1, 200 // nq)][:nq]
     qpoints = np.unique(np.round(qpoints, 6), axis=0)
     energy = np.linspace(1.0, 35.0, n_energy)
     intensity = rng.uniform(0.1, 1.0, size=(len(qpoints), n_energy))

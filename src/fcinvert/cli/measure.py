@@ -37,7 +37,7 @@ def parse_vector(text: str | None, name: str) -> np.ndarray | None:
         values = np.array([float(x) for x in text.split(",")])
     except ValueError:
         values = np.zeros(0)
-    if values.shape != (3,) or not np.any(values):
+    if values.shape != (3,) or not np.all(np.isfinite(values)) or not np.any(values):
         raise FcinvertError(f"--{name} '{text}': expected three numbers like 1,1,0")
     return values
 

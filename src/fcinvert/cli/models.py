@@ -12,7 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fcinvert import validate
+
 console = Console(stderr=True)
+#: what ``train --accelerator`` accepts (Lightning's names for one device)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
 
 def train(
@@ -69,10 +73,14 @@ def train(
     from fcinvert.models.training import TrainConfig, train_model
     from fcinvert.models.vae import VAEConfig
 
+    validate.output_folder(out, "--out")
+    validate.input_file(data, "--data")
+    validate.input_file(pretrained, "--pretrained")
+    validate.choice(accelerator, "--accelerator", ACCELERATORS)
     if threads > 0:
         torch.set_num_threads(threads)
     try:
-        channels = tuple(int(c) for c in vae_channels.split(","))
+        channels = validate.positive_integers(vae_channels, "--vae-channels")
         config = TrainConfig(
             architecture=model,
             epochs=epochs,
@@ -165,6 +173,13 @@ def invert(
     from fcinvert.physics.fcspace import build_fcspace
     from fcinvert.physics.material import load_material
 
+    validate.output_file(out, "--out")
+    validate.figure_file(plot)
+    validate.output_folder(fc_out or out.with_name(f"{out.stem}_phonopy"), "--fc-out")
+    validate.distinct({"--out": out, "--plot": plot})
+    validate.integer(samples, "--samples", minimum=1)
+    if q_tolerance is not None:
+        validate.finite(q_tolerance, "--q-tolerance", above=0.0)
     measured = read_spectrum(spectrum)
     bundle, model_path = None, ""
     if model is not None or material is None:

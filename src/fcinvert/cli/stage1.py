@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from fcinvert import validate
 from fcinvert.labels.domain import DEGENERATE_HALF_WIDTH, EXPAND_ABOVE, EXPAND_BELOW, Toward
 from fcinvert.labels.sensitivity import DEFAULT_K
 from fcinvert.physics.material import load_material
@@ -59,6 +60,8 @@ def sensitivity(
     from fcinvert.labels.sensitivity import compute_sensitivity, plot_sensitivity
     from fcinvert.physics.fcspace import build_fcspace
 
+    validate.figure_file(plot)
+    _check_domain_options(k, expand_below, expand_above, half_width)
     loaded = load_material(material)
     result = compute_sensitivity(
         loaded, build_fcspace(loaded), expand_below, expand_above, _toward(toward), half_width
@@ -92,7 +95,9 @@ def sensitivity(
 def dataset(
     material: MaterialArgument,
     out: Annotated[Path, typer.Option(help="dataset file to write (HDF5)")],
-    n: Annotated[int, typer.Option("--n", help="training samples")] = 10_000,
+    n: Annotated[
+        int, typer.Option("--n", help="training samples (n + test at most 5 000 000)")
+    ] = 10_000,
     test: Annotated[int, typer.Option(help="test samples")] = 1_500,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same file)")] = 0,
     k: KOption = DEFAULT_K,
@@ -123,7 +128,14 @@ def dataset(
     """Draw stable FC sets from the training domain and write them with their spectra."""
     from fcinvert.data.dataset import generate_dataset, prepare_generator
 
+    validate.output_file(out, "--out")
+    validate.integer(n, "--n", minimum=1, maximum=MAX_SPECTRA)
+    validate.integer(test, "--test", minimum=0, maximum=MAX_SPECTRA - n)
+    validate.integer(seed, "--seed", minimum=0, maximum=2**63 - 1)
+    validate.integer(workers, "--workers", minimum=0, maximum=1024)
+    _check_domain_options(k, expand_below, expand_above, half_width)
     loaded = load_material(material)
+    _announce_size(n + test, loaded, realistic)
     generator = prepare_generator(
         loaded, seed, k, expand_below, expand_above, _toward(toward), half_width
     )
@@ -162,6 +174,39 @@ def dataset(
         f"wrote {summary.path} ({size:.0f} MiB): {n} train + {test} test, "
         f"{summary.rejected} of {summary.drawn} draws rejected as unstable "
         f"({summary.rejection_rate:.1%}), {summary.wall_s:.1f} s"
+    )
+
+
+#: ``dataset`` refuses more spectra than this (n + test): at 200 × 100 float32 pixels each,
+#: about 400 GB before compression and weeks of work
+MAX_SPECTRA = 5_000_000
+#: above this many spectra, ``dataset`` prints its time and size estimate first
+ANNOUNCE_SPECTRA = 200_000
+#: spectra per second the fast model renders on this project's 2-core machine with the
+#: default workers (measured: 10^7 spectra took ~35 h); the realistic model is slower
+FAST_RATE = 80.0
+
+
+def _check_domain_options(k: int, below: float, above: float, half_width: float) -> None:
+    validate.integer(k, "--k", minimum=1)
+    validate.finite(below, "--expand-below", minimum=0.0)
+    validate.finite(above, "--expand-above", minimum=0.0)
+    validate.finite(half_width, "--half-width", above=0.0)
+
+
+def _announce_size(total: int, material, realistic: bool) -> None:
+    """Warn, with an estimate of time and size, before a long dataset run."""
+    if total <= ANNOUNCE_SPECTRA:
+        return
+    pixels = len(material.path.qpoints) * (
+        len(material.energy.centres) if material.settings.energy else 100
+    )
+    gib = total * pixels * 4 / 2**30
+    hours = total / FAST_RATE / 3600
+    slower = " (the realistic model is slower still)" if realistic else ""
+    console.print(
+        f"[yellow]warning: {total:,} spectra: about {hours:.1f} h at {FAST_RATE:g} spectra/s"
+        f"{slower} and {gib:,.0f} GiB before compression[/yellow]"
     )
 
 

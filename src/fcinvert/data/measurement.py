@@ -13,6 +13,7 @@ contributions (``fold``'s ratio of sums), per orientation and over all of them.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -55,16 +56,24 @@ class ScanSet:
     info: dict = field(default_factory=dict)
 
 
+#: the most crystal orientations one ``measure`` simulates
+MAX_ORIENTATIONS = 10_000
+
+
 def parse_orientations(text: str) -> np.ndarray:
     """ "start:stop:step" (stop excluded, degrees) or a comma list → ψ values (n,)."""
     try:
         if ":" in text:
             start, stop, step = (float(x) for x in text.split(":"))
-            if step <= 0 or stop <= start:
+            if not math.isfinite(start + stop + step) or step <= 0 or stop <= start:
                 raise ValueError
+            if (stop - start) / step > MAX_ORIENTATIONS:
+                raise FcinvertError(f"orientations '{text}': more than {MAX_ORIENTATIONS:,} angles")
             values = np.arange(start, stop - 1e-9 * step, step)
         else:
             values = np.array([float(x) for x in text.split(",")])
+            if not np.all(np.isfinite(values)):
+                raise ValueError
     except ValueError:
         raise FcinvertError(
             f"orientations '{text}': expected start:stop:step (e.g. 0:120:1) or a list (0,30,60)"

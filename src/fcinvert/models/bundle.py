@@ -298,6 +298,8 @@ def load_bundle(name_or_folder: str | Path) -> ModelBundle:
         raise FcinvertError(f"{config_file}: {where}: {first['msg']}") from None
     except (OSError, ValueError) as error:
         raise FcinvertError(f"{config_file}: unreadable ({error})") from None
+    except RecursionError:
+        raise FcinvertError(f"{config_file}: unreadable (JSON nested too deeply)") from None
     _check_consistent(config, config_file)
     networks = build_networks(config)
     for name, network in networks.items():
@@ -309,6 +311,9 @@ def load_bundle(name_or_folder: str | Path) -> ModelBundle:
             own = network.state_dict()
             state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
             network.load_state_dict(state, strict=True)
+            bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+            if bad:
+                raise FcinvertError(f"{weights}: non-finite weights ({bad[0]})")
         except (SafetensorError, OSError) as error:
             raise FcinvertError(f"{weights}: unreadable weights ({error})") from None
         except RuntimeError as error:
@@ -328,3 +333,16 @@ def _check_consistent(config: BundleConfig, where: Path) -> None:
         raise FcinvertError(f"{where}: target scaler must have one entry per selected parameter")
     if not config.qpoints or len(config.energy.centres) < 2:
         raise FcinvertError(f"{where}: the grid needs q-points and at least 2 energy bins")
+    numbers = {
+        "reference": config.reference,
+        "target_mean": config.target_mean,
+        "qpoints": config.qpoints,
+        "energy.centres": config.energy.centres,
+        "energy.width/fwhm0/slope": [config.energy.width, config.energy.fwhm0, config.energy.slope],
+    }
+    for key, values in numbers.items():
+        if not np.all(np.isfinite(np.asarray(values, dtype=float))):
+            raise FcinvertError(f"{where}: '{key}' holds non-finite numbers")
+    std = np.asarray(config.target_std, dtype=float)
+    if not np.all(np.isfinite(std) & (std > 0)):
+        raise FcinvertError(f"{where}: 'target_std' must be finite and positive: {std.tolist()}")

@@ -34,6 +34,7 @@ class ArraySpectra(Dataset):
         count = stored.sizes.get(split, 0) if limit is None else limit
         spectra = stored.spectra(split, slice(0, count))
         theta = stored.theta(split)[:count]
+        check_finite(spectra, theta[:, stored.selected], f"{stored.path}: {split}")
         return cls(spectra, theta[:, stored.selected])
 
     def __len__(self) -> int:
@@ -41,6 +42,21 @@ class ArraySpectra(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.spectra[index], self.targets[index]
+
+
+def check_finite(spectra: np.ndarray, targets: np.ndarray, where: str) -> None:
+    """Refuse data a network cannot learn from: a spectrum (nq, nE) with no finite pixel (NaN
+    marks unmeasured pixels; all of them unmeasured is nothing), ±inf, or a non-finite θ."""
+    if np.any(np.isinf(spectra)):
+        raise FcinvertError(f"{where}: spectra hold ±inf (mark unmeasured pixels NaN)")
+    empty = ~np.isfinite(spectra).reshape(len(spectra), -1).any(axis=1)
+    if np.any(empty):
+        raise FcinvertError(
+            f"{where}: {int(empty.sum())} of {len(spectra)} spectra have no finite pixel "
+            f"(the first: #{int(np.argmax(empty))}); nothing to learn from"
+        )
+    if not np.all(np.isfinite(targets)):
+        raise FcinvertError(f"{where}: θ holds non-finite values")
 
 
 def rendered(stored: StoredDataset, length: int, seed: int) -> RenderedSpectra:

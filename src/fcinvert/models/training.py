@@ -542,6 +542,8 @@ def _run_stage(
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     resume = _latest_checkpoint(folder)
+    if resume is not None:
+        _check_checkpoint(resume)
     with _quiet_lightning():
         trainer = L.Trainer(
             max_epochs=epochs,
@@ -657,6 +659,20 @@ def _quiet_lightning() -> Iterator[None]:
 def _latest_checkpoint(folder: Path) -> Path | None:
     found = [p for p in (folder / "last.ckpt", folder / "steps.ckpt") if p.exists()]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def _check_checkpoint(path: Path) -> None:
+    """Refuse, as one line, a checkpoint that is not plain tensors and numbers (a pickle of
+    arbitrary objects is never loaded) or that is damaged."""
+    try:
+        with warnings.catch_warnings():  # a foreign pickle protocol warns before it is refused
+            warnings.simplefilter("ignore")
+            torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError, a damaged zip, … : all the same to a user
+        why = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        raise FcinvertError(
+            f"{path}: not a checkpoint this run can resume ({why}); delete it to restart the stage"
+        ) from None
 
 
 def _check_resumable(path: Path, config: TrainConfig, info: StoredDataset) -> None:
