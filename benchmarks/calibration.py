@@ -159,6 +159,8 @@ def gap_settings(kind: str, material: str, rng: np.random.Generator):
 
 def measure(inference, truth, frequencies, kind, gaps, instrument, name) -> dict:
     """Per-spectrum coverage numbers (z of every parameter, band hits, widths)."""
+    from fcinvert.inversion.pipeline import fit_quality
+
     z = (inference.theta - truth) / inference.std
     inside_band = (frequencies >= inference.band_low) & (frequencies <= inference.band_high)
     ml_z = None
@@ -181,6 +183,8 @@ def measure(inference, truth, frequencies, kind, gaps, instrument, name) -> dict
         "band_inside": float(np.mean(inside_band)),
         "band_width_median_meV": float(np.median(inference.band_high - inference.band_low)),
         "ambiguous": bool(inference.search.ambiguous) if inference.search else None,
+        "fit_quality": fit_quality(inference.search) if inference.search else None,
+        "refine_seconds": inference.search.seconds if inference.search else None,
     }
 
 
