@@ -22,6 +22,9 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
+    """Add every command group to ``app``, once (``main`` may run many times in a process)."""
+    if app.registered_commands or app.registered_groups:
+        return
     from fcinvert.cli import (
         evaluate,
         label,
