@@ -9,7 +9,8 @@ the ``KEEP`` best distinct ones
 are refined to the end, and the lowest objective (the posterior's −2 log, the same prior for
 every start, so objectives compare) wins.
 
-Another minimum whose dispersion differs (RMS > ``SAME_BASIN`` meV) is *ambiguous* when the data
+Another minimum — its dispersion differs (RMS > ``SAME_BASIN`` meV) or its θ does (by more than
+``SAME_THETA`` prior widths) — is *ambiguous* when the data
 cannot tell the two apart: the paired difference of their per-q-column misfits, summed over
 blocks of adjacent columns, is less than ``DISTINGUISHABLE`` standard errors from zero. Its θ then
 widens the reported covariance (the two as an equal mixture, no wider than the prior), and a
@@ -42,6 +43,8 @@ from fcinvert.physics.material import Material
 KEEP = 3
 #: Dispersions closer than this (RMS, meV) are one basin.
 SAME_BASIN = 0.25
+#: θ further apart than this many prior widths (in any parameter) are two minima.
+SAME_THETA = 0.25
 #: Standard errors of the paired misfit difference that tell two minima apart.
 DISTINGUISHABLE = 2.0
 #: Trial steps of the coarse stage per start, and the q columns it fits at most (every
@@ -117,7 +120,7 @@ def multistart(
         for start in starts
     ]
     n_forward = sum(fit.n_forward for fit in coarse)
-    chosen = _distinct(coarse, basis, keep)
+    chosen = _distinct(coarse, prior, keep)
     finals: list[tuple[RefineResult, list[str]]] = []
     for index in chosen:
         fit = refine(
@@ -133,7 +136,7 @@ def multistart(
         )
         n_forward += fit.n_forward
         finals.append((fit, [starts[index].name]))
-    basins = _basins(finals, basis)
+    basins = _basins(finals, prior)
     ambiguous = [b for b in basins[1:] if b.separation < DISTINGUISHABLE]
     covariance = prior.cap(_mixture_covariance([basins[0], *ambiguous]))
     return MultiStartResult(
@@ -146,25 +149,25 @@ def multistart(
     )
 
 
-def _distinct(fits: list[RefineResult], basis: DynamicsBasis, keep: int) -> list[int]:
-    """Indices of up to ``keep`` fits, lowest objective first, each at least SAME_BASIN meV
-    (dispersion RMS) from those chosen before it."""
+def _distinct(fits: list[RefineResult], prior: Prior, keep: int) -> list[int]:
+    """Indices of up to ``keep`` fits, lowest objective first, none in the basin of one chosen
+    before it (``_same_basin``)."""
     chosen: list[int] = []
     for index in np.argsort([fit.objective for fit in fits], kind="stable"):
-        if all(_distance(fits[index], fits[other]) > SAME_BASIN for other in chosen):
+        if not any(_same_basin(fits[index], fits[other], prior) for other in chosen):
             chosen.append(int(index))
         if len(chosen) == keep:
             break
     return chosen
 
 
-def _basins(finals: list[tuple[RefineResult, list[str]]], basis: DynamicsBasis) -> list[Basin]:
-    """Final fits merged into basins (SAME_BASIN), best objective first, with their distance
-    from the best and the paired separation of their misfits from it."""
+def _basins(finals: list[tuple[RefineResult, list[str]]], prior: Prior) -> list[Basin]:
+    """Final fits merged into basins (``_same_basin``), best objective first, with their
+    distance from the best and the paired separation of their misfits from it."""
     finals = sorted(finals, key=lambda item: item[0].objective)
     merged: list[tuple[RefineResult, list[str]]] = []
     for fit, names in finals:
-        for _, kept_names in (m for m in merged if _distance(m[0], fit) <= SAME_BASIN):
+        for _, kept_names in (m for m in merged if _same_basin(m[0], fit, prior)):
             kept_names.extend(names)
             break
         else:
@@ -174,6 +177,16 @@ def _basins(finals: list[tuple[RefineResult, list[str]]], basis: DynamicsBasis) 
         Basin(fit, names, _distance(fit, best), _separation(fit, best) if i else np.inf)
         for i, (fit, names) in enumerate(merged)
     ]
+
+
+def _same_basin(a: RefineResult, b: RefineResult, prior: Prior) -> bool:
+    """One minimum: dispersions within SAME_BASIN meV (RMS) and every θ_k within SAME_THETA
+    prior widths. Two θ far apart with the same dispersion are two minima: free branch
+    intensities leave the eigenvectors open, and Born–von Kármán parameters that fit one
+    dispersion need not be unique (a Ge test: shell-2 and shell-3 terms 0.2–0.3 eV/Å² apart,
+    dispersions 0.1 meV apart)."""
+    close = np.max(np.abs(a.theta - b.theta) / prior.width) <= SAME_THETA
+    return bool(close) and _distance(a, b) <= SAME_BASIN
 
 
 def _distance(a: RefineResult, b: RefineResult) -> float:
