@@ -527,9 +527,10 @@ def refine(
     eV/Å² (the ML estimate). intensities: "free", "fast" or "physical" (module docstring).
     method: "analytic" (Hellmann–Feynman Jacobian) or "iterative" (finite differences).
     continuation: extra model FWHM (meV) per stage, ending with 0 unless ``partial`` (a coarse
-    run whose θ another call continues). prior: the Gaussian prior on θ (default: centred on
-    the start, as wide as each |θ_k|); noise: σ of one normalised pixel (default estimated from
-    the data). max_iterations: trial steps per stage. basis: D_k at ``qpoints`` (built when None).
+    run whose θ another call continues; its covariance is then the prior's, not computed).
+    prior: the Gaussian prior on θ (default: centred on the start, as wide as each |θ_k|);
+    noise: σ of one normalised pixel (default estimated from the data). max_iterations: trial
+    steps per stage. basis: D_k at ``qpoints`` (built when None).
     For "physical": zones (nz, 3) reduced integer G the measurement folds, zone_weights (nz,)
     (default equal), temperature K (default the material's), structure: a prebuilt
     StructureFactorModel on ``qpoints`` (built when None: Debye–Waller on an 8³ mesh).
@@ -590,7 +591,10 @@ def refine(
         )
         if number >= len(continuation) and moved < 1e-4:
             break  # physical weights re-evaluated at θ no longer move it
-    covariance, prior_share = _posterior(final, fit, len(theta))
+    if partial:  # a coarse stage that another call continues: no posterior wanted
+        covariance, prior_share = np.diag(prior.width**2), np.ones(len(theta))
+    else:
+        covariance, prior_share = _posterior(final, fit, len(theta))
     inside = (final.frequencies > grid.centres[0]) & (final.frequencies < grid.centres[-1])
     amplitudes = final.amplitudes * fit.norm
     return RefineResult(
