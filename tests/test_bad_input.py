@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import time
+import warnings
 from pathlib import Path
 
 import h5py
@@ -140,7 +141,11 @@ def assert_refused(args: list[str], fragment: str, tmp: Path, monkeypatch, capsy
     the user library."""
     home = Path(os.environ["FCINVERT_HOME"])
     before = files_under(tmp, home)
-    code, err = run_cli(args, monkeypatch, capsys)
+    with warnings.catch_warnings(record=True) as caught:  # a warning is a second stderr line
+        warnings.simplefilter("always")
+        code, err = run_cli(args, monkeypatch, capsys)
+    shown = [w for w in caught if not issubclass(w.category, DeprecationWarning)]
+    assert not shown, [str(w.message) for w in shown]
     lines = err.strip().splitlines()
     assert code == 2, err
     assert len(lines) == 1 and "Traceback" not in err, err
@@ -398,6 +403,10 @@ def test_bad_force_constant_files(
 
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory) -> Path:
+    return write_tiny_bundle(tmp_path_factory.mktemp("bundle") / "vae")
+
+
+def write_tiny_bundle(folder: Path) -> Path:
     """An untrained VAE bundle on a coarse Ge grid (never trained: only its loading matters)."""
     material = load_material("ge")
     fcspace = build_fcspace(material)
@@ -417,7 +426,6 @@ def tiny_bundle(tmp_path_factory) -> Path:
         vae=VAEConfig(channels=(4,), hidden=8, latent=2),
         regressor=RegressorConfig(hidden=(8,)),
     )
-    folder = tmp_path_factory.mktemp("bundle") / "vae"
     return save_bundle(ModelBundle(config, build_networks(config)), folder)
 
 

@@ -9,9 +9,10 @@ never fails after the main one was written.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -247,3 +248,36 @@ def positive_integers(text: str, option: str) -> tuple[int, ...]:
             f"{_option(option)}: '{text}' is not a comma-separated list of positive integers"
         )
     return values
+
+
+#: what a damaged file makes h5py, numpy, json or a parser raise
+DAMAGE = (OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError, EOFError)
+
+
+def reads_file(what: str) -> Callable:
+    """Decorate a reader ``f(path, ...)``: any exception a damaged file raises inside it (h5py's
+    KeyError/RuntimeError/OSError on a corrupt header, a parser's ValueError, …) becomes one
+    FcinvertError line naming ``path``; FcinvertErrors pass unchanged."""
+
+    def decorate(reader: Callable) -> Callable:
+        @functools.wraps(reader)
+        def checked(path, *args, **kwargs):
+            try:
+                return reader(path, *args, **kwargs)
+            except FcinvertError:
+                raise
+            except DAMAGE as error:
+                raise FcinvertError(
+                    f"{path}: damaged or unreadable {what} ({why(error)})"
+                ) from None
+
+        return checked
+
+    return decorate
+
+
+def why(error: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none), at most 120
+    characters."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:120]

@@ -39,7 +39,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from fcinvert import __version__
+from fcinvert import __version__, validate
 from fcinvert.data import lzf
 from fcinvert.errors import FcinvertError
 from fcinvert.iohelpers import atomic_path
@@ -400,6 +400,7 @@ class StoredDataset:
         return split
 
 
+@validate.reads_file("dataset file")
 def read_dataset(path: str | Path) -> StoredDataset:
     """Open and validate a dataset file; any problem is one FcinvertError line."""
     path = Path(path)

@@ -24,6 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from fcinvert import validate
 from fcinvert.errors import FcinvertError
 from fcinvert.iohelpers import atomic_path
 from fcinvert.physics.instrument import Orientation, momentum_transfer_lab
@@ -611,6 +612,7 @@ def read_table(path: str | Path) -> Points:
 TEXT_SUFFIXES = (".txt", ".csv", ".dat", ".tsv")
 
 
+@validate.reads_file("measurement file")
 def read_measurement(
     path: str | Path,
     norm: str | Path | None = None,

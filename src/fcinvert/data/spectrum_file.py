@@ -62,6 +62,7 @@ def write_spectrum(path: str | Path, spectrum: Spectrum, attrs: dict | None = No
             handle.create_dataset("frequencies", data=spectrum.frequencies).attrs["units"] = "meV"
 
 
+@validate.reads_file("spectrum file")
 def read_spectrum(path: str | Path) -> Spectrum:
     """Read and validate a spectrum file; every problem is one FcinvertError line."""
     path = Path(path)

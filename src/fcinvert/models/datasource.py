@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from fcinvert import validate
 from fcinvert.data.dataset import SpectrumGenerator, StoredDataset
 from fcinvert.data.torch_datasets import RenderedSpectra
 from fcinvert.errors import FcinvertError
@@ -32,8 +33,13 @@ class ArraySpectra(Dataset):
     def read(cls, stored: StoredDataset, split: str, limit: int | None = None) -> ArraySpectra:
         """The first ``limit`` (default all) samples of a split."""
         count = stored.sizes.get(split, 0) if limit is None else limit
-        spectra = stored.spectra(split, slice(0, count))
-        theta = stored.theta(split)[:count]
+        try:
+            spectra = stored.spectra(split, slice(0, count))
+            theta = stored.theta(split)[:count]
+        except validate.DAMAGE as error:  # a corrupt chunk
+            raise FcinvertError(
+                f"{stored.path}: damaged {split} data ({validate.why(error)})"
+            ) from None
         check_finite(spectra, theta[:, stored.selected], f"{stored.path}: {split}")
         return cls(spectra, theta[:, stored.selected])
 
