@@ -123,7 +123,7 @@ def main() -> None:
     data = write_test_set(scratch / "ge.h5", args.test)
     print(f"rendered {args.test} Ge test spectra in {time.perf_counter() - start:.1f} s")
     try:
-        models, which = [find_bundle("ge-vae"), find_bundle("ge-resnet")], "shipped"
+        models, which = [find_bundle("ge-paper"), find_bundle("ge-paper-resnet")], "shipped"
     except FcinvertError:
         models = [untrained_bundle(a, scratch / f"ge-{a}") for a in ("vae", "resnet")]
         which = "untrained, default architectures"

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Reproduce the shipped inverters of one material on this CPU: the Stage I dataset, the β-VAE,
-# its regressor trained to convergence on the frozen encoder, and ResNet-18.
+# Reproduce the paper's clean-trained inverters of one material on this CPU (shipped as
+# `<m>-paper` and `<m>-paper-resnet`): the Stage I dataset of fast-model spectra, the β-VAE,
+# its regressor trained to convergence on the frozen encoder, and ResNet-18. The default models
+# (`--model ge`, trained on measurement-like spectra): scripts/train_realistic_models.sh.
 #
 #   bash scripts/train_shipped_models.sh ge [resnet-epochs]      # then the same for nb
 #
 # Every step resumes when the script is re-run after a kill; a finished step is skipped, and a
 # larger resnet-epochs trains the finished ResNet further. Bundles land in work/training/; the
-# shipped folders materials/<m>/models/{vae,resnet} hold their config.json, *.safetensors and
-# logs/ (not checkpoints/).
+# shipped folders materials/<m>/models/{paper,paper-resnet} hold their config.json,
+# *.safetensors and logs/ (not checkpoints/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 m=$1

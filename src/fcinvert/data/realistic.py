@@ -20,7 +20,8 @@ this generator makes the coherent one-phonon spectrum a single-crystal experimen
    background is sometimes subtracted again (negative pixels, as reduced data have), and an
    overall log-uniform intensity scale applied.
 5. **Coverage**: some spectra lose random whole q columns, a contiguous cut segment of the path,
-   or everything one (or several consecutive) ToF orientations of the ARCS-like simulator
+   the columns a coarser input path leaves empty after resampling, scattered single pixels, or
+   everything one (or several consecutive) ToF orientations of the ARCS-like simulator
    (``data.measurement.simulate_scans``, at two incident energies) did not measure.
 
 Every random choice comes from a stream seeded by (seed, split, chunk, 1): same seed, same
@@ -85,6 +86,10 @@ class MeasurementRanges:
     segment: tuple[float, float] = (0.05, 0.35)
     p_tof_single: float = 0.15
     p_tof_multi: float = 0.25
+    p_pixels: float = 0.3
+    pixels_max: float = 0.4
+    p_thin: float = 0.2
+    thin: tuple[float, float] = (0.5, 0.95)
     share: int = 16
 
     def as_dict(self) -> dict:
@@ -236,6 +241,19 @@ class RealisticGenerator(SpectrumGenerator):
         q = np.arange(nq)
         cut = (q[None] >= start[:, None]) & (q[None] < (start + length)[:, None])
         keep &= ~(segment[:, None] & cut)[:, :, None]
+        # a coarser input path: n·r evenly spaced input points, each given to its nearest model
+        # column (as the resampler does), leave the other columns empty
+        thin = rng.random(batch) < ranges.p_thin
+        ratio = rng.uniform(*ranges.thin, batch)
+        for b in np.flatnonzero(thin):
+            inputs = max(2, round(float(ratio[b]) * nq))
+            fed = np.zeros(nq, bool)
+            fed[np.round(np.linspace(0, nq - 1, inputs)).astype(int)] = True
+            keep[b] &= fed[:, None]
+        pixels = rng.random(batch) < ranges.p_pixels
+        fraction = rng.uniform(0.0, ranges.pixels_max, batch)
+        scattered = rng.random((batch, nq, n_energy)) < fraction[:, None, None]
+        keep &= ~(pixels[:, None, None] & scattered)
         if self.tof is not None and len(self.tof.masks):
             choice = rng.random(batch)
             pick = rng.integers(0, len(self.tof.masks), batch)

@@ -39,7 +39,7 @@ from fcinvert.physics.material import BUNDLED, EnergyGrid
 
 BUNDLE_FORMAT = "fcinvert-model"
 CONFIG_NAME = "config.json"
-#: where the shipped bundles live: materials/<material>/models/<architecture>/
+#: where the shipped bundles live: materials/<material>/models/<folder>/ (vae: the default)
 MODELS_FOLDER = "models"
 STORAGE = torch.float16
 
@@ -260,8 +260,11 @@ def save_bundle(bundle: ModelBundle, folder: str | Path) -> Path:
 
 
 def find_bundle(name_or_folder: str | Path) -> Path:
-    """Folder of a bundle given as a path or a shipped name: ``ge`` (its VAE), ``ge-vae``,
-    ``ge-resnet``. A folder holding a config.json wins over a shipped name."""
+    """Folder of a bundle given as a path or a shipped name ``<material>[-<folder>]`` for
+    materials/<material>/models/<folder>: ``ge`` or ``ge-vae`` (the default VAE + regressor,
+    trained on measurement-like spectra), ``ge-paper`` and ``ge-paper-resnet`` (the paper's
+    models, trained on clean fast-model spectra). A folder holding a config.json wins over a
+    shipped name."""
     candidate = Path(name_or_folder)
     if (candidate / CONFIG_NAME).is_file():
         return candidate

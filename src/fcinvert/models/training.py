@@ -103,6 +103,12 @@ class TrainConfig(BaseModel):
         description="network input rule (preprocess); auto: minmax for the paper's fast "
         "spectra, sqrt-column with the mask channel for measurement-like (realistic) ones",
     )
+    vae_target: Literal["auto", "input", "fast"] = Field(
+        default="auto",
+        description="what the VAE reconstructs: its own (clean) input, or the fast-model "
+        "spectrum of the sample's θ (denoising: the latent keeps what θ decides, not counts, "
+        "zones or gaps); auto: input for fast datasets, fast for realistic ones",
+    )
     render: bool = Field(default=False, description="fit on fresh θ of the domain, rendered")
     limit: int | None = Field(default=None, gt=1, description="use the first N train spectra")
     checkpoint_every: int | None = Field(default=None, gt=0, description="also every N steps")
@@ -183,15 +189,49 @@ class _Stage(L.LightningModule):
         raise NotImplementedError
 
 
+class FastTarget:
+    """The paper's fast-model spectrum of each sample's θ, min–max scaled: the VAE's target
+    when it learns to denoise measurement-like spectra (``vae_target="fast"``).
+
+    basis: dynamics on the dataset's q-points; reference: (P,) θ of the unsampled parameters;
+    selected: (K,) their indices (the batch holds the selected θ only)."""
+
+    def __init__(self, info: StoredDataset) -> None:
+        from fcinvert.physics.dynamics import dynamics_basis
+        from fcinvert.physics.fcspace import build_fcspace
+        from fcinvert.physics.material import load_material
+
+        material = load_material(info.material)
+        self.basis = dynamics_basis(build_fcspace(material), info.qpoints)
+        self.grid = info.energy
+        self.reference = np.asarray(info.reference, dtype=float)
+        self.selected = np.asarray(info.selected)
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        """(B, nq, nE) float32 in [0, 1] for selected θ (B, K)."""
+        from fcinvert.physics.spectra import render
+
+        full = np.repeat(self.reference[None], len(theta), axis=0)
+        full[:, self.selected] = theta.detach().cpu().numpy().astype(float)
+        spectra = render(self.basis.frequencies(full), self.grid)
+        return prepare_input(torch.from_numpy(spectra), False, "minmax")[:, 0].to(theta.device)
+
+
 class VAEStage(_Stage):
-    """β-VAE: reconstruct the clean prepared spectrum from the (possibly augmented) input."""
+    """β-VAE: reconstruct the clean prepared spectrum from the (possibly augmented) input, or,
+    with a ``target``, the fast-model spectrum of the sample's θ."""
+
+    def __init__(self, network, config, stage, target: FastTarget | None = None) -> None:
+        super().__init__(network, config, stage)
+        self.target = target
 
     def _losses(self, batch, generator, train):
-        spectra, _ = batch
+        spectra, theta = batch
         x, clean = self._inputs(spectra, generator, train)
+        wanted = clean[:, 0] if self.target is None else self.target(theta)
         noise = torch.randn(len(x), self.config.vae.latent, generator=generator, device=x.device)
         logits, mu, log_var = self.network(x, noise)
-        loss, reconstruction, kl = vae_loss(logits, clean[:, 0], mu, log_var, self.config.vae.beta)
+        loss, reconstruction, kl = vae_loss(logits, wanted, mu, log_var, self.config.vae.beta)
         return {"loss": loss, "reconstruction": reconstruction, "kl": kl}
 
 
@@ -391,7 +431,8 @@ def train_model(
         if upstream_trained:  # the encoder moved on: its regressor starts afresh
             shutil.rmtree(work / stage, ignore_errors=True)
             (out / LOGS / f"{stage}.csv").unlink(missing_ok=True)
-        module = stage_module(stage, networks, config, scaler)
+        target = FastTarget(info) if stage == "vae" and config.vae_target == "fast" else None
+        module = stage_module(stage, networks, config, scaler, target)
         stage_loaders = functools.partial(_stage_loaders, stage, loaders, networks, config)
         summaries[stage], trained = _run_stage(
             stage, module, stage_loaders, work, out / LOGS, config, progress
@@ -413,11 +454,15 @@ def train_model(
 
 
 def resolve_input_rule(config: TrainConfig, info: StoredDataset) -> TrainConfig:
-    """``config`` with an "auto" input rule made concrete for the dataset: minmax for the
-    paper's fast spectra; for measurement-like ones REALISTIC_RULE and the mask channel."""
+    """``config`` with "auto" input rule and VAE target made concrete for the dataset: minmax
+    and the input itself for the paper's fast spectra; for measurement-like ones
+    REALISTIC_RULE with the mask channel, and the fast-model spectrum of θ as the VAE target."""
+    realistic = info.kind == "realistic"
+    if config.vae_target == "auto":
+        config = config.model_copy(update={"vae_target": "fast" if realistic else "input"})
     if config.input_rule != "auto":
         return config
-    if info.kind == "realistic":
+    if realistic:
         return config.model_copy(update={"input_rule": REALISTIC_RULE, "mask_channel": True})
     return config.model_copy(update={"input_rule": "minmax"})
 
@@ -459,10 +504,17 @@ def _bundle_config(info: StoredDataset, config: TrainConfig, scaler: TargetScale
     )
 
 
-def stage_module(stage: str, networks, config: TrainConfig, scaler: TargetScaler) -> _Stage:
-    """The LightningModule that trains ``networks[stage]`` (stage: vae, regressor or resnet)."""
+def stage_module(
+    stage: str,
+    networks,
+    config: TrainConfig,
+    scaler: TargetScaler,
+    target: FastTarget | None = None,
+) -> _Stage:
+    """The LightningModule that trains ``networks[stage]`` (stage: vae, regressor or resnet);
+    ``target`` makes the VAE reconstruct fast-model spectra (``vae_target="fast"``)."""
     if stage == "vae":
-        return VAEStage(networks["vae"], config, stage)
+        return VAEStage(networks["vae"], config, stage, target)
     if stage == "regressor":
         return RegressorStage(networks["regressor"], config, stage, networks["vae"], scaler)
     return ResNetStage(networks["resnet"], config, stage, scaler)
@@ -687,6 +739,9 @@ def _check_resumable(path: Path, config: TrainConfig, info: StoredDataset) -> No
             resolved = resolve_input_rule(was, info)
             previous["input_rule"] = resolved.input_rule
             previous["mask_channel"] = resolved.mask_channel
+        if previous.get("vae_target", "auto") == "auto":
+            was = config.model_copy(update={"vae_target": "auto"})
+            previous["vae_target"] = resolve_input_rule(was, info).vae_target
         changed = {k for k in current if current[k] != previous.get(k)} - RESUMABLE_CHANGES
         if changed:
             raise FcinvertError(
