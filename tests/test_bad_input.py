@@ -124,7 +124,7 @@ SPECTRA = {
     "overflow": "overflow",
     "same-q": "every q-point is the same",
     "duplicate-q": "conflicting intensities",
-    "negative-error": "error bars has negative",
+    "negative-error": "'error' (one σ) holds negative",
     "negative-temperature": "temperature_K",
     "nan-temperature": "temperature_K",
     "text-temperature": "temperature_K",

@@ -4,7 +4,8 @@ work starts. The physics and the models behind the CLI may then assume sane inpu
 
 Commands call these at their top: every output location is checked writable first, so a run
 never computes for minutes to fail at the end, and a secondary output (a figure, phonopy files)
-never fails after the main one was written.
+is known writable before the main one is written. Readers of user files are wrapped in
+``reads_file``, so a damaged file is one line too, whatever the parser underneath raises.
 """
 
 from __future__ import annotations
@@ -177,7 +178,9 @@ def array_values(values: np.ndarray, where: str, what: str, *, nonnegative: bool
             f"{MAX_MAGNITUDE:g}: overflow-scale values, rescale the data"
         )
     if nonnegative and finite_values.size and float(finite_values.min()) < 0:
-        raise FcinvertError(f"{where}: {what} has negative values (min {finite_values.min():.3g})")
+        raise FcinvertError(
+            f"{where}: {what} holds negative values (min {finite_values.min():.3g})"
+        )
 
 
 def spectrum_content(
@@ -194,9 +197,9 @@ def spectrum_content(
     Duplicated q-points are refused unless their rows agree (where both are measured); a map
     whose q-points are all the same one has no dispersion to fit.
     """
-    array_values(intensity, where, "the intensity")
+    array_values(intensity, where, "'intensity'")
     if error is not None:
-        array_values(error, where, "the error bars", nonnegative=True)
+        array_values(error, where, "'error' (one σ)", nonnegative=True)
     if temperature_given and (not math.isfinite(temperature_K) or temperature_K < 0):
         raise FcinvertError(f"{where}: temperature_K must be finite and ≥ 0, got {temperature_K}")
     if len(qpoints) > 1:
