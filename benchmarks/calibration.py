@@ -159,7 +159,7 @@ def gap_settings(kind: str, material: str, rng: np.random.Generator):
 
 def measure(inference, truth, frequencies, kind, gaps, instrument, name) -> dict:
     """Per-spectrum coverage numbers (z of every parameter, band hits, widths)."""
-    from fcinvert.inversion.pipeline import fit_quality
+    from fcinvert.inversion.pipeline import fit_quality, ml_spread
 
     z = (inference.theta - truth) / inference.std
     inside_band = (frequencies >= inference.band_low) & (frequencies <= inference.band_high)
@@ -167,7 +167,8 @@ def measure(inference, truth, frequencies, kind, gaps, instrument, name) -> dict
     if inference.ml is not None:
         ml = inference.ml
         selected = np.flatnonzero(ml.inferred)
-        ml_z = ((ml.theta[selected] - truth[selected]) / ml.std[selected]).tolist()
+        spread = ml_spread(ml)[selected]
+        ml_z = ((ml.theta[selected] - truth[selected]) / spread).tolist()
     return {
         "material": name,
         "truth": kind,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fcinvert import __version__
-from fcinvert.inversion.pipeline import Inference
+from fcinvert.inversion.pipeline import Inference, ml_spread
 from fcinvert.iohelpers import atomic_write_text
 from fcinvert.physics.export import write_phonopy_files
 from fcinvert.physics.fcspace import UNIT
@@ -79,6 +79,7 @@ def _model(inference: Inference, path: str) -> dict | None:
 def _parameters(inference: Inference) -> list[dict]:
     rows = []
     ml, search = inference.ml, inference.search
+    spread = ml_spread(ml) if ml is not None else None
     for i, name in enumerate(inference.fcspace.names):
         row = {
             "name": name,
@@ -94,7 +95,7 @@ def _parameters(inference: Inference) -> list[dict]:
         if ml is not None:
             row["ml"] = {
                 "value": float(ml.theta[i]),
-                "std": _number(ml.std[i]) if ml.inferred[i] else None,
+                "std": _number(spread[i]) if ml.inferred[i] else None,
                 "inferred": bool(ml.inferred[i]),
             }
         if search is not None:
