@@ -260,6 +260,14 @@ def _output_cases(blocked: Path, tmp: Path) -> list[tuple[list[str], str]]:
         ),
         (["simulate", "ge", "--out", str(tmp / "s.h5"), "--params", str(tmp)], "--params"),
         (["simulate", "ge", "--out", str(tmp)], "is a folder"),
+        (
+            [
+                *("simulate", "ge", "--out", str(tmp / "s.h5"), "--plot", str(tmp / "s.png")),
+                "--export-fc",
+                str(tmp / "s.png"),
+            ],
+            "the same file as --plot",
+        ),
         (["dataset", "ge", "--out", f"{blocked}/d.h5"], "--out"),
         (["train", "ge", "--data", good, "--out", f"{blocked}/bundle"], "--out"),
         (

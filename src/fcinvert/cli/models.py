@@ -176,7 +176,7 @@ def invert(
     validate.output_file(out, "--out")
     validate.figure_file(plot)
     validate.output_folder(fc_out or out.with_name(f"{out.stem}_phonopy"), "--fc-out")
-    validate.distinct({"--out": out, "--plot": plot})
+    validate.distinct({"--out": out, "--plot": plot, "--fc-out": fc_out})
     validate.integer(samples, "--samples", minimum=1)
     if q_tolerance is not None:
         validate.finite(q_tolerance, "--q-tolerance", above=0.0)

@@ -60,7 +60,7 @@ def simulate(
     validate.output_file(out, "--out")
     validate.figure_file(plot)
     validate.output_folder(export_fc, "--export-fc")
-    validate.distinct({"--out": out, "--plot": plot})
+    validate.distinct({"--out": out, "--plot": plot, "--export-fc": export_fc})
     validate.input_file(params, "--params")
     validate.temperature(temperature)
     if ei is not None:
