@@ -534,3 +534,22 @@ def test_stale_temporaries_of_killed_writes_are_removed(tmp_path):
     assert target.is_file() and not dead.exists() and not old.exists()
     assert live.exists() and other.exists()
     assert remove_stale_temporaries(target) == []
+
+
+def test_a_savemd_signal_stored_as_text_is_one_line(tmp_path, monkeypatch, capsys):
+    from test_readers import random_volume
+
+    from fcinvert.data.readers import write_savemd
+
+    path = tmp_path / "volume.nxs"
+    write_savemd(path, random_volume(np.random.default_rng(0)))
+    with h5py.File(path, "r+") as handle:
+        signal = handle["MDHistoWorkspace/data/signal"]
+        shape, axes = signal.shape, dict(signal.attrs)
+        del handle["MDHistoWorkspace/data/signal"]
+        text = handle.create_dataset(
+            "MDHistoWorkspace/data/signal", data=np.full(shape, "1.0", dtype="S3")
+        )
+        text.attrs.update(axes)
+    args = ["fold", str(path), "--material", "ge", "--out", str(tmp_path / "f.h5")]
+    assert_refused(args, "not numbers", tmp_path, monkeypatch, capsys)
