@@ -340,6 +340,8 @@ OPTION_CASES = [
     (["material", "init", "{poscar}", "--name", "m", "--emax", "-5"], "--emax"),
     (["material", "init", "{poscar}", "--name", "m", "--emax", "nan"], "--emax"),
     (["material", "init", "{poscar}", "--name", "m", "--temperature", "-10"], "--temperature"),
+    (["train", "ge", "--data", "{good}", "--out", "{tmp}/b", "--lr", "nan"], "--lr"),
+    (["train", "ge", "--data", "{good}", "--out", "{tmp}/b", "--epochs", "0"], "--epochs"),
     (["label", "ge", "--force-constants", "{tmp}", "--dim", "4 4 4"], "--force-constants"),
     (["label", "ge", "--force-constants", "{good}", "--dim", "0 0 0"], "--dim"),
     (["label", "ge", "--force-constants", "{good}", "--dim", "4 4"], "--dim"),

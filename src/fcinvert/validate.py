@@ -284,3 +284,17 @@ def why(error: BaseException) -> str:
     characters."""
     lines = str(error).strip().splitlines()
     return (lines[0] if lines else type(error).__name__)[:120]
+
+
+def settings_error(error: Exception, options: dict[str, str]) -> FcinvertError:
+    """One line for a pydantic ValidationError of settings built from options: the first
+    problem, named by its option (``options``: field → option; otherwise ``--field-name``)."""
+    problems = getattr(error, "errors", None)
+    if not callable(problems) or not problems():
+        return FcinvertError(f"invalid settings: {why(error)}")
+    first = problems()[0]
+    field = str(first["loc"][-1]) if first["loc"] else "settings"
+    option = options.get(field, "--" + field.replace("_", "-"))
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f", got {value!r}"
+    return FcinvertError(f"{option}: {first['msg'].lower()}{shown}")

@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.table import Table
 
 from fcinvert import validate
-from fcinvert.errors import FcinvertError
 from fcinvert.physics.fcspace import build_fcspace
 from fcinvert.physics.material import Material, init_material, load_material
 
@@ -135,10 +134,7 @@ def init(
             on_conversion="refuse" if refuse_conversion else "convert",
         )
     except ValidationError as error:  # the settings model's bounds, named by their option
-        first = error.errors()[0]
-        field = str(first["loc"][-1]) if first["loc"] else "settings"
-        option = OPTION_OF.get(field, field)
-        raise FcinvertError(f"{option}: {first['msg']}") from None
+        raise validate.settings_error(error, OPTION_OF) from None
     if converted:
         console.print("converted the cell to the seekpath standard primitive cell")
     material = load_material(folder)

@@ -17,6 +17,8 @@ from fcinvert import validate
 console = Console(stderr=True)
 #: what ``train --accelerator`` accepts (Lightning's names for one device)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+#: the ``train`` option behind each settings field whose name differs
+TRAIN_OPTIONS = {"learning_rate": "--lr", "width": "--resnet-width", "channels": "--vae-channels"}
 
 
 def train(
@@ -66,7 +68,6 @@ def train(
     """Train an inverter on a Stage I dataset and write a model bundle."""
     import torch
 
-    from fcinvert.errors import FcinvertError
     from fcinvert.models.augment import AugmentConfig
     from fcinvert.models.regressor import RegressorConfig
     from fcinvert.models.resnet import ResNetConfig
@@ -102,8 +103,7 @@ def train(
             augment=AugmentConfig(noise=noise, mask=mask),
         )
     except ValueError as error:
-        message = str(error).splitlines()
-        raise FcinvertError(f"invalid training settings: {' '.join(message[:3])}") from None
+        raise validate.settings_error(error, TRAIN_OPTIONS) from None
     result = train_model(data, out, config, material, pretrained, progress=not quiet)
     console.print(f"wrote {result.folder}")
     for stage, summary in result.stages.items():
