@@ -9,6 +9,8 @@ import functools
 import json
 import os
 import pickle
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -526,7 +528,8 @@ def test_stale_temporaries_of_killed_writes_are_removed(tmp_path):
     old = tmp_path / ".s.h5.k2j3h4.tmp"  # an older writer's name, untouched for an hour
     live = tmp_path / ".s.h5.1-xyz.tmp"  # pid 1 is alive: a write in progress
     other = tmp_path / ".t.h5.99999999-abc.tmp"  # another target's
-    for path in (dead, old, live, other):
+    longer = tmp_path / ".s.h5.gz.99999999-abc.tmp"  # s.h5.gz's, not s.h5's
+    for path in (dead, old, live, other, longer):
         path.write_bytes(b"partial")
     an_hour_ago = time.time() - 3600
     os.utime(old, (an_hour_ago, an_hour_ago))
@@ -534,7 +537,7 @@ def test_stale_temporaries_of_killed_writes_are_removed(tmp_path):
         target, Spectrum(**{k: v for k, v in good_arrays().items() if k != "attrs"}, material="ge")
     )
     assert target.is_file() and not dead.exists() and not old.exists()
-    assert live.exists() and other.exists()
+    assert live.exists() and other.exists() and longer.exists()
     assert remove_stale_temporaries(target) == []
 
 
@@ -555,3 +558,27 @@ def test_a_savemd_signal_stored_as_text_is_one_line(tmp_path, monkeypatch, capsy
         text.attrs.update(axes)
     args = ["fold", str(path), "--material", "ge", "--out", str(tmp_path / "f.h5")]
     assert_refused(args, "not numbers", tmp_path, monkeypatch, capsys)
+
+
+def test_a_killed_write_leaves_a_temporary_that_the_next_write_removes(tmp_path):
+    target = tmp_path / "s.h5"
+    script = (
+        "import sys, time\n"
+        "from fcinvert.iohelpers import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as partial:\n"
+        "    partial.write_bytes(b'half')\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout.readline().strip() == "writing"
+    writer.kill()  # SIGKILL: no cleanup runs
+    writer.wait()
+    left = list(tmp_path.glob(".s.h5.*.tmp"))
+    assert len(left) == 1 and not target.exists()
+    arrays = {k: v for k, v in good_arrays().items() if k != "attrs"}
+    write_spectrum(target, Spectrum(**arrays, material="ge"))
+    assert read_spectrum(target).intensity.shape == arrays["intensity"].shape
+    assert list(tmp_path.glob(".s.h5.*.tmp")) == []

@@ -47,7 +47,9 @@ def remove_stale_temporaries(target: str | Path) -> list[Path]:
         return removed
     for candidate in candidates:
         middle = candidate.name[len(prefix) :]
-        if not middle.endswith(".tmp") or not candidate.is_file():
+        if not middle.endswith(".tmp") or "." in middle[: -len(".tmp")]:
+            continue  # not ours, or another target's (".s.h5.gz.…" beside "s.h5")
+        if not candidate.is_file():
             continue
         writer = middle[: -len(".tmp")].split("-", 1)[0]
         try:
