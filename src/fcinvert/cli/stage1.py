@@ -23,9 +23,10 @@ from rich.progress import (
 from rich.table import Table
 
 from fcinvert import validate
+from fcinvert.errors import FcinvertError
 from fcinvert.labels.domain import DEGENERATE_HALF_WIDTH, EXPAND_ABOVE, EXPAND_BELOW, Toward
 from fcinvert.labels.sensitivity import DEFAULT_K
-from fcinvert.physics.material import load_material
+from fcinvert.physics.material import PIXELS_TARGET, load_material
 
 console = Console()
 
@@ -129,8 +130,14 @@ def dataset(
     from fcinvert.data.dataset import generate_dataset, prepare_generator
 
     validate.output_file(out, "--out")
-    validate.integer(n, "--n", minimum=1, maximum=MAX_SPECTRA)
-    validate.integer(test, "--test", minimum=0, maximum=MAX_SPECTRA - n)
+    validate.integer(n, "--n", minimum=1)
+    validate.integer(test, "--test", minimum=0)
+    if n + test > MAX_SPECTRA:
+        hours, gib = _estimate(n + test, PIXELS_TARGET)
+        raise FcinvertError(
+            f"--n: {n + test:,} spectra (n + test) would take about {hours:,.0f} h and "
+            f"{gib:,.0f} GiB; at most {MAX_SPECTRA:,}"
+        )
     validate.integer(seed, "--seed", minimum=0, maximum=2**63 - 1)
     validate.integer(workers, "--workers", minimum=0, maximum=1024)
     _check_domain_options(k, expand_below, expand_above, half_width)
@@ -194,6 +201,12 @@ def _check_domain_options(k: int, below: float, above: float, half_width: float)
     validate.finite(half_width, "--half-width", above=0.0)
 
 
+def _estimate(total: int, pixels: int) -> tuple[float, float]:
+    """(hours at FAST_RATE, GiB of float32 spectra before compression) for ``total`` spectra
+    of ``pixels`` pixels each."""
+    return total / FAST_RATE / 3600, total * pixels * 4 / 2**30
+
+
 def _announce_size(total: int, material, realistic: bool) -> None:
     """Warn, with an estimate of time and size, before a long dataset run."""
     if total <= ANNOUNCE_SPECTRA:
@@ -201,8 +214,7 @@ def _announce_size(total: int, material, realistic: bool) -> None:
     pixels = len(material.path.qpoints) * (
         len(material.energy.centres) if material.settings.energy else 100
     )
-    gib = total * pixels * 4 / 2**30
-    hours = total / FAST_RATE / 3600
+    hours, gib = _estimate(total, pixels)
     slower = " (the realistic model is slower still)" if realistic else ""
     console.print(
         f"[yellow]warning: {total:,} spectra: about {hours:.1f} h at {FAST_RATE:g} spectra/s"
@@ -211,8 +223,6 @@ def _announce_size(total: int, material, realistic: bool) -> None:
 
 
 def _toward(value: str) -> Toward:
-    from fcinvert.errors import FcinvertError
-
     if value not in ("value", "magnitude"):
         raise FcinvertError(f"--toward must be 'value' or 'magnitude', not '{value}'")
     return value  # type: ignore[return-value]
