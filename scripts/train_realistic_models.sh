@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 m=$1
 n=${2:-20000}
-epochs=${3:-8}
+epochs=${3:-6}
 fcinvert=.venv/bin/fcinvert
 data=work/data/$m-realistic.h5
 out=work/training/$m-realistic

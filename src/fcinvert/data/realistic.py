@@ -212,12 +212,15 @@ class RealisticGenerator(SpectrumGenerator):
         seen = np.broadcast_to(window[:, None, :], clean.shape)
         # the typical peak: the median over q of each column's highest measured pixel (the
         # acoustic modes at the zone centres, far above, would otherwise set the counts)
-        peak = np.median(np.where(seen, clean, 0.0).max(axis=2), axis=1)
+        columns = np.where(seen, clean, 0.0).max(axis=2)
+        # at least 1 % of the highest pixel: a zone set that leaves most columns nearly empty
+        # must not blow the counts up
+        peak = np.maximum(np.median(columns, axis=1), 0.01 * columns.max(axis=1))
         peak = np.where(peak > 0, peak, 1.0)
         background = rng.uniform(*ranges.background, batch)
         counts = _log_uniform(rng, ranges.peak_counts, batch)
         rate = counts[:, None, None] * (clean / peak[:, None, None] + background[:, None, None])
-        drawn = rng.poisson(np.where(seen, rate, 0.0)).astype(np.float32)
+        drawn = rng.poisson(np.clip(np.where(seen, rate, 0.0), 0.0, 1e12)).astype(np.float32)
         out = drawn / counts[:, None, None].astype(np.float32)
         subtract = rng.random(batch) < ranges.p_subtract
         out -= np.where(subtract, background, 0.0).astype(np.float32)[:, None, None]
