@@ -114,32 +114,7 @@ def infer(
     basis = dynamics_basis(fcspace, spectrum.qpoints)
     notes = list(ml.notes) if ml is not None else []
     if refine:
-        starts = ensemble.starts() + (_ml_starts(ml, ensemble, seed) if ml is not None else [])
-        starts += _prior_draws(ensemble, PRIOR_STARTS, [seed, 1])
-        search = multistart(
-            material,
-            fcspace,
-            spectrum,
-            starts,
-            ensemble.prior,
-            intensities=intensities,
-            basis=basis,
-        )
-        if fit_quality(search) > POOR_FIT:  # a wrong minimum, probably: search wider
-            retry = [Start(f"minimum from {b.starts[0]}", b.fit.theta) for b in search.basins]
-            retry += _prior_draws(ensemble, RETRY_STARTS, [seed, 2])
-            second = multistart(
-                material,
-                fcspace,
-                spectrum,
-                retry,
-                ensemble.prior,
-                intensities=intensities,
-                basis=basis,
-            )
-            second.n_forward += search.n_forward
-            second.seconds += search.seconds
-            search = second
+        search = _search(material, fcspace, spectrum, ensemble, ml, intensities, basis, seed)
         theta = search.best.theta
         covariance, poor_fit = _widen_poor_fit(search, ensemble)
         determined = search.best.prior_share < DETERMINED_SHARE
@@ -179,6 +154,43 @@ def infer(
         seed,
         notes,
     )
+
+
+def _search(
+    material: Material,
+    fcspace: FCSpace,
+    spectrum: Spectrum,
+    ensemble: Ensemble,
+    ml: InversionResult | None,
+    intensities: Intensities,
+    basis: DynamicsBasis,
+    seed: int,
+) -> MultiStartResult:
+    """The multi-start refinement from the ensemble's, the ML posterior's and PRIOR_STARTS
+    prior draws' starts; a second round from the minima found and RETRY_STARTS more prior
+    draws when the best fit is poor (``fit_quality`` above POOR_FIT)."""
+    starts = ensemble.starts() + (_ml_starts(ml, ensemble, seed) if ml is not None else [])
+    starts += _prior_draws(ensemble, PRIOR_STARTS, [seed, 1])
+
+    def search_from(chosen: list[Start]) -> MultiStartResult:
+        return multistart(
+            material,
+            fcspace,
+            spectrum,
+            chosen,
+            ensemble.prior,
+            intensities=intensities,
+            basis=basis,
+        )
+
+    search = search_from(starts)
+    if fit_quality(search) <= POOR_FIT:
+        return search
+    retry = [Start(f"minimum from {b.starts[0]}", b.fit.theta) for b in search.basins]
+    second = search_from(retry + _prior_draws(ensemble, RETRY_STARTS, [seed, 2]))
+    second.n_forward += search.n_forward
+    second.seconds += search.seconds
+    return second
 
 
 def check_signal(spectrum: Spectrum, source: str) -> None:
