@@ -28,8 +28,9 @@ Every random choice comes from a stream seeded by (seed, split, chunk, 1): same 
 spectra, whatever the workers.
 
 Measured (``benchmarks/realistic_dataset.py``, Ge, one thread on the shared 2-core CPU): 10 000
-spectra in 73 s plus a 24 s set-up (17× the fast model's time; the exact per-Q
-``folded_spectrum`` over the same 387 zones costs 70-80× a realistic spectrum). Debye–Waller
+spectra in 53-73 s plus a 15-24 s set-up, 16-17× the fast model's time in the same run (the
+exact per-Q ``folded_spectrum`` over the same 387 zones costs 70-95× a realistic spectrum).
+With the scattered-pixel and coarse-path gaps and anti-Stokes tails: 53 s + 15 s. Debye–Waller
 held at the reference instead of each θ's own, over the domain: the image differs by 6 % (5 K)
 and 46 % (300 K) of its maximum, almost all of it an overall scale; as the network sees it
 (``sqrt-column`` input) by 0.2 % (5 K) and 1.7 % (300 K) of a column's maximum, below the
