@@ -87,6 +87,33 @@ def _normal_cdf(z: float, pieces: np.ndarray) -> float:
 
 
 @numba.njit(nogil=True, cache=True)
+def _add_peak(
+    row: np.ndarray,
+    peak: float,
+    weight: float,
+    inverse_sigma: float,
+    low: float,
+    width: float,
+    reach: int,
+    pieces: np.ndarray,
+) -> None:
+    """Add ``weight`` × the bin integrals of a Gaussian at ``peak`` (1/σ = inverse_sigma) to
+    ``row`` (nE,): the 2·reach bins from floor((peak − low)/width) − reach + 1 on, each CDF
+    value shared by adjacent bins."""
+    n_energy = row.shape[0]
+    first = math.floor((peak - low) / width) - reach + 1
+    start = max(first, 0)
+    stop = min(first + 2 * reach, n_energy)
+    if start >= stop:
+        return
+    below = _normal_cdf((low + width * start - peak) * inverse_sigma, pieces)
+    for b in range(start, stop):
+        above = _normal_cdf((low + width * (b + 1) - peak) * inverse_sigma, pieces)
+        row[b] += (above - below) * weight
+        below = above
+
+
+@numba.njit(nogil=True, cache=True)
 def _accumulate(
     peaks: np.ndarray,
     low: float,
@@ -115,18 +142,8 @@ def _accumulate(
             while j + copies < n_branches and peaks[m, j + copies] == peak:
                 copies += 1
             j += copies
-            weight = copies / width
             inverse_sigma = 1.0 / ((fwhm0 + slope * abs(peak)) * FWHM_TO_SIGMA)
-            first = math.floor((peak - low) / width) - reach + 1
-            start = max(first, 0)
-            stop = min(first + 2 * reach, n_energy)
-            if start >= stop:
-                continue
-            below = _normal_cdf((low + width * start - peak) * inverse_sigma, pieces)
-            for b in range(start, stop):
-                above = _normal_cdf((low + width * (b + 1) - peak) * inverse_sigma, pieces)
-                row[b] += (above - below) * weight
-                below = above
+            _add_peak(row, peak, copies / width, inverse_sigma, low, width, reach, pieces)
         for b in range(n_energy):
             image[m, b] = row[b]
 
@@ -215,17 +232,7 @@ def _accumulate_weighted(
                 if weight == 0.0:
                     continue
                 peak = peaks[s, m, j]
-                weight = weight / width
                 inverse_sigma = 1.0 / ((fwhm0 + slope * abs(peak)) * scale[s] * FWHM_TO_SIGMA)
-                first = math.floor((peak - low) / width) - reach + 1
-                start = max(first, 0)
-                stop = min(first + 2 * reach, n_energy)
-                if start >= stop:
-                    continue
-                below = _normal_cdf((low + width * start - peak) * inverse_sigma, pieces)
-                for b in range(start, stop):
-                    above = _normal_cdf((low + width * (b + 1) - peak) * inverse_sigma, pieces)
-                    row[b] += (above - below) * weight
-                    below = above
+                _add_peak(row, peak, weight / width, inverse_sigma, low, width, reach, pieces)
             for b in range(n_energy):
                 image[s, m, b] = row[b]
