@@ -16,7 +16,7 @@ from fcinvert.data.spectrum_file import Spectrum
 from fcinvert.errors import FcinvertError
 from fcinvert.inversion.resample import Coverage, resample
 from fcinvert.models.bundle import ModelBundle
-from fcinvert.physics.dynamics import UNSTABLE_BELOW, dynamics_basis
+from fcinvert.physics.dynamics import UNSTABLE_BELOW, DynamicsBasis, dynamics_basis
 from fcinvert.physics.fcspace import FCSpace, build_fcspace
 from fcinvert.physics.material import Material, load_material
 
@@ -91,12 +91,14 @@ def invert_spectrum(
     tolerance: float | None = None,
     source: str = "spectrum",
     context: tuple[Material, FCSpace] | None = None,
+    basis: DynamicsBasis | None = None,
 ) -> InversionResult:
     """Infer θ from ``spectrum`` with ``bundle`` (see the module docstring).
 
     ``tolerance`` (1/Å) bounds how far an input q-point may lie from the model's path;
     ``source`` names the input in error messages; ``context`` is ``model_material(bundle)``
-    when inverting many spectra (it takes seconds to build).
+    when inverting many spectra (it takes seconds to build); ``basis``: D_k at the spectrum's
+    q-points when the caller has it (built otherwise).
     """
     notes: list[str] = []
     expected = bundle.config.material
@@ -138,7 +140,8 @@ def invert_spectrum(
     inferred = np.zeros(len(theta), dtype=bool)
     inferred[selected] = True
 
-    frequencies = dynamics_basis(fcspace, spectrum.qpoints).frequencies(theta)
+    basis = dynamics_basis(fcspace, spectrum.qpoints) if basis is None else basis
+    frequencies = basis.frequencies(theta)
     warning = instability_note(frequencies, spectrum.qpoints)
     if warning:
         notes.append(warning)

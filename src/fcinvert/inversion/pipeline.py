@@ -33,6 +33,7 @@ from fcinvert.models.bundle import ModelBundle
 from fcinvert.physics.dynamics import DynamicsBasis, dynamics_basis
 from fcinvert.physics.fcspace import FCSpace
 from fcinvert.physics.material import Material
+from fcinvert.validate import array_values
 
 #: A parameter is determined when its posterior variance is below this share of the prior's.
 DETERMINED_SHARE = 0.25
@@ -104,14 +105,14 @@ def infer(
             f"{source}: a spectrum of '{spectrum.material}', but the material is '{material.name}'"
         )
     ensemble = load_prior_ensemble(material, fcspace)
+    if bundle is None and not refine:
+        raise FcinvertError("without a trained model, the force constants come from refinement")
+    basis = dynamics_basis(fcspace, spectrum.qpoints)
     ml = None
     if bundle is not None:
         ml = invert_spectrum(
-            spectrum, bundle, n_samples, seed, tolerance, source, context=(material, fcspace)
+            spectrum, bundle, n_samples, seed, tolerance, source, (material, fcspace), basis
         )
-    elif not refine:
-        raise FcinvertError("without a trained model, the force constants come from refinement")
-    basis = dynamics_basis(fcspace, spectrum.qpoints)
     notes = list(ml.notes) if ml is not None else []
     if refine:
         search = _search(material, fcspace, spectrum, ensemble, ml, intensities, basis, seed)
@@ -130,7 +131,7 @@ def infer(
         theta, covariance, determined, sources = _ml_posterior(ml, ensemble)
     std = np.sqrt(np.diag(covariance))
     frequencies = basis.frequencies(theta)
-    band_low, band_high = dispersion_band(basis, theta, covariance, seed)
+    band_low, band_high = dispersion_band(basis, theta, covariance, frequencies, seed)
     if search is not None:
         warning = instability_note(frequencies, np.asarray(spectrum.qpoints, dtype=float))
         if warning:
@@ -194,11 +195,11 @@ def _search(
 
 
 def check_signal(spectrum: Spectrum, source: str) -> None:
-    """Refuse a spectrum with no usable signal: no finite pixel, infinities, or nothing above
-    its own floor (all zero, negative everywhere, constant)."""
+    """Refuse a spectrum with no usable signal: no finite pixel, infinities or overflow-scale
+    values (``validate.array_values``, as a file reader does), or nothing above its own floor
+    (all zero, negative everywhere, constant)."""
     intensity = np.asarray(spectrum.intensity, dtype=float)
-    if np.any(np.isinf(intensity)):
-        raise FcinvertError(f"{source}: the intensity holds ±inf; mark unmeasured pixels NaN")
+    array_values(intensity, source, "the intensity")  # ±inf, overflow-scale values
     finite = intensity[np.isfinite(intensity)]
     if finite.size == 0:
         raise FcinvertError(f"{source}: every intensity pixel is NaN (nothing measured)")
@@ -209,17 +210,20 @@ def check_signal(spectrum: Spectrum, source: str) -> None:
 
 
 def dispersion_band(
-    basis: DynamicsBasis, theta: np.ndarray, covariance: np.ndarray, seed: int
+    basis: DynamicsBasis,
+    theta: np.ndarray,
+    covariance: np.ndarray,
+    centre: np.ndarray,
+    seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """5–95 % band (nq, nb) meV of the dispersion of θ ~ N(theta, covariance), from
-    BAND_SAMPLES draws through the forward model (not a linearisation). basis: D_k at the
-    q-points."""
+    BAND_SAMPLES draws through the forward model (not a linearisation), widened to hold
+    ``centre`` (nq, nb), the dispersion of θ itself. basis: D_k at the q-points."""
     rng = np.random.default_rng(seed)
     covariance = np.nan_to_num(covariance)  # an unknown spread (ResNet) adds no width
     draws = rng.multivariate_normal(theta, covariance, size=BAND_SAMPLES, method="eigh")
     frequencies = basis.frequencies(draws)
     low, high = np.quantile(frequencies, [0.05, 0.95], axis=0)
-    centre = basis.frequencies(theta)
     return np.minimum(low, centre), np.maximum(high, centre)
 
 
