@@ -15,8 +15,10 @@ from conftest import reference_theta
 from small_dataset import run_cli
 
 from fcinvert.data.spectrum_file import Spectrum, write_spectrum
+from fcinvert.inversion.multistart import screened, stretched
 from fcinvert.inversion.pipeline import infer
-from fcinvert.inversion.prior import load_prior_ensemble
+from fcinvert.inversion.prior import Start, load_prior_ensemble
+from fcinvert.inversion.refine import CONTINUATION, SpectrumFit, spectrum_grid
 from fcinvert.inversion.result_file import write_inference
 from fcinvert.physics.dynamics import dynamics_basis
 from fcinvert.physics.structure_factor import (
@@ -145,3 +147,49 @@ def test_spectra_without_signal_are_refused(ge, fill, tmp_path, monkeypatch, cap
     code, err = run_cli(args, monkeypatch, capsys)
     assert code == 2 and err.count("\n") == 1 and err.startswith("fcinvert: error:"), err
     assert not out.exists() and not (tmp_path / "r_phonopy").exists()
+
+
+@pytest.fixture(scope="module")
+def stiff(ge):
+    """A crystal 35 % stiffer than the ensemble median in every FC (branches √1.35 = 1.16×
+    higher): its θ and the coarse-stage fit of its noisy physical spectrum on every 4th path
+    point."""
+    material, fcspace = ge
+    ensemble = load_prior_ensemble(material, fcspace)
+    truth = 1.35 * ensemble.reference
+    qpoints = material.path.qpoints[::4]
+    spectrum = physical_spectrum(material, fcspace, truth, qpoints, peak=100)
+    fit = SpectrumFit(
+        dynamics_basis(fcspace, qpoints),
+        spectrum_grid(material, spectrum),
+        spectrum.intensity,
+        spectrum.error,
+        ensemble.prior,
+        extra_fwhm=CONTINUATION[0],
+    )
+    return ensemble, truth, fit
+
+
+def test_a_start_is_stretched_to_the_crystal_stiffness(stiff):
+    """The median start is scaled to the stiffer crystal before its coarse stage; the truth
+    itself is kept as it is."""
+    ensemble, truth, fit = stiff
+    scale = stretched(ensemble.reference, fit) / ensemble.reference
+    assert np.allclose(scale, scale[0]) and 1.35 / 1.03**2 <= scale[0] <= 1.35 * 1.03**2
+    assert np.allclose(stretched(truth, fit), truth)
+
+
+def test_screening_keeps_the_candidates_that_fit(stiff):
+    """Among 40 draws of the prior, the truth (hidden at a random place) and a draw near it are
+    the two the screen keeps; an empty pool or no picks give no starts."""
+    ensemble, truth, fit = stiff
+    rng = np.random.default_rng(3)
+    prior = ensemble.prior
+    pool = [
+        Start(f"draw {n}", prior.centre + prior.width * rng.normal(size=truth.size))
+        for n in range(40)
+    ]
+    near = truth + 0.02 * prior.width * rng.normal(size=truth.size)
+    pool[17], pool[29] = Start("truth", truth), Start("near", near)
+    assert {start.name for start in screened(pool, fit, 2)} == {"truth", "near"}
+    assert screened(pool, fit, 0) == [] and screened([], fit, 3) == []

@@ -47,8 +47,10 @@ ML_STARTS = 2
 #: Euphonic spectra (the noise estimate leans high), 1.3–3 in wrong minima.
 POOR_FIT = 1.25
 RETRY_STARTS = 16
-#: Prior draws among the starts of every refinement.
+#: Prior draws among the starts of every refinement: the PRIOR_STARTS of PRIOR_POOL whose
+#: models fit the data best as drawn (``multistart.screened``).
 PRIOR_STARTS = 12
+PRIOR_POOL = 400
 #: z of the 5 % and 95 % points of a normal distribution.
 Z90 = 1.6448536269514722
 
@@ -167,28 +169,30 @@ def _search(
     basis: DynamicsBasis,
     seed: int,
 ) -> MultiStartResult:
-    """The multi-start refinement from the ensemble's, the ML posterior's and PRIOR_STARTS
-    prior draws' starts; a second round from the minima found and RETRY_STARTS more prior
-    draws when the best fit is poor (``fit_quality`` above POOR_FIT)."""
+    """The multi-start refinement from the ensemble's and the ML posterior's starts and the
+    PRIOR_STARTS best of PRIOR_POOL prior draws; a second round from the minima found and the
+    RETRY_STARTS best of PRIOR_POOL other draws when the best fit is poor (``fit_quality`` above
+    POOR_FIT)."""
     starts = ensemble.starts() + (_ml_starts(ml, ensemble, seed) if ml is not None else [])
-    starts += _prior_draws(ensemble, PRIOR_STARTS, [seed, 1])
 
-    def search_from(chosen: list[Start]) -> MultiStartResult:
+    def search_from(chosen: list[Start], round_seed: int, picks: int) -> MultiStartResult:
         return multistart(
             material,
             fcspace,
             spectrum,
             chosen,
             ensemble.prior,
+            pool=_prior_draws(ensemble, PRIOR_POOL, [seed, round_seed]),
+            picks=picks,
             intensities=intensities,
             basis=basis,
         )
 
-    search = search_from(starts)
+    search = search_from(starts, 1, PRIOR_STARTS)
     if fit_quality(search) <= POOR_FIT:
         return search
     retry = [Start(f"minimum from {b.starts[0]}", b.fit.theta) for b in search.basins]
-    second = search_from(retry + _prior_draws(ensemble, RETRY_STARTS, [seed, 2]))
+    second = search_from(retry, 2, RETRY_STARTS)
     second.n_forward += search.n_forward
     second.seconds += search.seconds
     return second
