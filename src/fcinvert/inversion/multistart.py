@@ -106,12 +106,14 @@ def multistart(
     *,
     pool: list[Start] | None = None,
     picks: int = 0,
+    known: list[Basin] | None = None,
     intensities: Intensities = "free",
     keep: int = KEEP,
     basis: DynamicsBasis | None = None,
 ) -> MultiStartResult:
     """Refine ``spectrum`` from every start, and from the ``picks`` candidates of ``pool`` whose
-    models fit the data best as they are (``screened``) (module docstring). basis: D_k at the
+    models fit the data best as they are (``screened``) (module docstring); ``known``: minima an
+    earlier search reached, compared with the new ones as they are. basis: D_k at the
     spectrum's q-points (built when None)."""
     started = time.perf_counter()
     grid = spectrum_grid(material, spectrum)
@@ -149,7 +151,7 @@ def multistart(
     ]
     n_forward = stretch_fit.n_forward + sum(fit.n_forward for fit in coarse)
     chosen = _distinct(coarse, prior, keep)
-    finals: list[tuple[RefineResult, list[str]]] = []
+    finals = [(basin.fit, list(basin.starts)) for basin in known or []]
     for index in chosen:
         fit = refine(
             material,
