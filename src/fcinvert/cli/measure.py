@@ -15,7 +15,6 @@ from rich.table import Table
 from fcinvert import validate
 from fcinvert.cli.progress import stage_progress
 from fcinvert.data.fold import DEFAULT_PERPENDICULAR, FoldResult, fold_points, fold_volume
-from fcinvert.data.measurement import parse_orientations, signal_to_noise, simulate_scans
 from fcinvert.data.readers import Volume, read_measurement, write_savemd
 from fcinvert.data.spectrum_file import write_spectrum
 from fcinvert.errors import FcinvertError
@@ -24,7 +23,6 @@ from fcinvert.physics.fcspace import build_fcspace
 from fcinvert.physics.instrument import Orientation, Spectrometer
 from fcinvert.physics.material import Material, load_material
 from fcinvert.physics.reciprocal import conventional_lattice
-from fcinvert.physics.structure_factor import StructureFactorModel
 
 console = Console(stderr=True)
 
@@ -141,6 +139,8 @@ def measure(
     """Simulate ToF scans (ARCS-like) of a material: one spectrum file per orientation, all.h5
     for all of them together, scans.json listing them."""
     from fcinvert.cli.simulate import read_parameters
+    from fcinvert.data.measurement import parse_orientations, signal_to_noise, simulate_scans
+    from fcinvert.physics.structure_factor import StructureFactorModel
 
     validate.output_folder(out, "--out")
     validate.input_file(params, "--params")

@@ -10,13 +10,7 @@ import typer
 from rich.console import Console
 
 from fcinvert import validate
-from fcinvert.data.spectrum_file import write_spectrum
 from fcinvert.errors import FcinvertError
-from fcinvert.physics.export import write_phonopy_files
-from fcinvert.physics.fcspace import build_fcspace
-from fcinvert.physics.material import load_material
-from fcinvert.report.figures import spectrum_figure
-from fcinvert.simulate import imaginary_modes, simulate_spectrum
 
 console = Console(stderr=True)
 
@@ -57,6 +51,13 @@ def simulate(
     ei: Annotated[float | None, typer.Option(help="physical, zones auto: Ei in meV")] = None,
 ) -> None:
     """Simulate I(q, E) on the material's path; parameters not given keep their reference."""
+    from fcinvert.data.spectrum_file import write_spectrum
+    from fcinvert.physics.export import write_phonopy_files
+    from fcinvert.physics.fcspace import build_fcspace
+    from fcinvert.physics.material import load_material
+    from fcinvert.report.figures import spectrum_figure
+    from fcinvert.simulate import imaginary_modes, simulate_spectrum
+
     validate.output_file(out, "--out")
     validate.figure_file(plot)
     validate.output_folder(export_fc, "--export-fc")

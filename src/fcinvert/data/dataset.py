@@ -44,6 +44,7 @@ from fcinvert.data import lzf
 from fcinvert.errors import FcinvertError
 from fcinvert.iohelpers import atomic_path
 from fcinvert.labels.domain import (
+    DEFAULT_K,
     DEGENERATE_HALF_WIDTH,
     EXPAND_ABOVE,
     EXPAND_BELOW,
@@ -54,7 +55,7 @@ from fcinvert.labels.domain import (
     load_ensemble,
     stability_check,
 )
-from fcinvert.labels.sensitivity import DEFAULT_K, compute_sensitivity
+from fcinvert.labels.sensitivity import compute_sensitivity
 from fcinvert.physics.fcspace import build_fcspace
 from fcinvert.physics.material import EnergyGrid, Material, load_material
 from fcinvert.physics.spectra import render

@@ -20,8 +20,6 @@ import numpy as np
 import seekpath
 import spglib
 from ase import Atoms
-from ase.io import read as ase_read
-from phonopy.structure.atomic_data import get_atomic_data
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fcinvert.errors import FcinvertError
@@ -175,7 +173,7 @@ def load_material(name_or_folder: str | Path) -> Material:
         raise FcinvertError(f"{config_file}: {where}: {first['msg']}") from None
     except (OSError, ValueError) as error:
         raise FcinvertError(f"{config_file}: cannot read material settings ({error})") from None
-    atoms = read_structure(folder / settings.structure)
+    atoms = read_structure(folder / settings.structure, poscar=settings.structure == STRUCTURE_NAME)
     if len(settings.masses_amu) != len(atoms):
         raise FcinvertError(
             f"{config_file}: {len(settings.masses_amu)} masses for {len(atoms)} atoms"
@@ -214,13 +212,17 @@ def find_material_folder(name_or_folder: str | Path) -> Path:
     )
 
 
-def read_structure(path: str | Path) -> Atoms:
-    """Read any structure file ase understands (POSCAR, CIF, …) and check it is a 3-D crystal."""
+def read_structure(path: str | Path, poscar: bool = False) -> Atoms:
+    """Read any structure file ase understands (POSCAR, CIF, …) and check it is a 3-D crystal.
+
+    ``poscar``: the file is a VASP POSCAR (a material's own ``POSCAR``), read by phonopy's
+    reader: importing ``ase.io`` alone takes about a second, which every command would pay.
+    """
     path = Path(path)
     if not path.is_file():
         raise FcinvertError(f"{path}: no such structure file")
     try:
-        atoms = ase_read(path)
+        atoms = _read_poscar(path) if poscar else _read_any(path)
     except Exception as error:  # ase raises many types for malformed files
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise FcinvertError(f"{path}: cannot read a crystal structure ({message})") from None
@@ -231,6 +233,21 @@ def read_structure(path: str | Path) -> Atoms:
     if not all(atoms.pbc) or atoms.cell.rank < 3 or abs(atoms.cell.volume) < 1e-6:
         raise FcinvertError(f"{path}: not a 3-D periodic crystal (no full unit cell)")
     return atoms
+
+
+def _read_poscar(path: Path) -> Atoms:
+    from phonopy.interface.vasp import read_vasp
+
+    cell = read_vasp(path)
+    return Atoms(
+        symbols=cell.symbols, cell=cell.cell, scaled_positions=cell.scaled_positions, pbc=True
+    )
+
+
+def _read_any(path: Path) -> Atoms | list[Atoms]:
+    from ase.io import read
+
+    return read(path)
 
 
 def standard_primitive(atoms: Atoms) -> tuple[Atoms, bool]:
@@ -348,6 +365,8 @@ def cubic_lattice_parameter(atoms: Atoms) -> float | None:
 
 def phonopy_masses(symbols: list[str]) -> list[float]:
     """phonopy's standard atomic masses (amu), so exported files reproduce our numbers."""
+    from phonopy.structure.atomic_data import get_atomic_data
+
     data = get_atomic_data()
     return [float(data.atom_data[data.symbol_map[s]][3]) for s in symbols]
 
