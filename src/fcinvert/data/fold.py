@@ -28,6 +28,7 @@ from fcinvert.physics.reciprocal import (
     conventional_lattice,
     conventional_transform,
     laue_rotations,
+    reciprocal_basis,
     reduced_to_hkl,
 )
 
@@ -70,8 +71,8 @@ class PathMapper:
             raise FcinvertError(f"perpendicular width must be positive, got {perpendicular}")
         self.material = material
         self.transform = conventional_transform(material)
-        self.reciprocal = np.linalg.inv(material.atoms.cell[:]).T  # rows b_i, 1/Å (no 2π)
-        conventional = np.linalg.inv(conventional_lattice(material)).T
+        self.reciprocal = reciprocal_basis(material.atoms.cell[:])  # rows b_i, 1/Å (no 2π)
+        conventional = reciprocal_basis(conventional_lattice(material))
         self.rlu = float(np.mean(np.linalg.norm(conventional, axis=1)))  # 1/Å per r.l.u.
         self.width = perpendicular * self.rlu
         self.rotations = laue_rotations(material)

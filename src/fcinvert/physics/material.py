@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fcinvert.errors import FcinvertError
 from fcinvert.iohelpers import atomic_write_text
+from fcinvert.physics.reciprocal import reciprocal_basis
 
 BUNDLED = Path(__file__).resolve().parent.parent / "materials"
 CONFIG_NAME = "material.json"
@@ -282,7 +283,7 @@ def sample_path(atoms: Atoms, n_points: int) -> QPath:
     )
     coords = {k: np.asarray(v, dtype=float) for k, v in result["point_coords"].items()}
     segments = [(a, b) for a, b in result["path"]]
-    reciprocal = np.linalg.inv(atoms.cell[:]).T  # rows b_i, 1/Å without 2π
+    reciprocal = reciprocal_basis(atoms.cell[:])
     lengths = np.array([np.linalg.norm((coords[b] - coords[a]) @ reciprocal) for a, b in segments])
     joined = [segments[i][0] == segments[i - 1][1] for i in range(1, len(segments))]
 
