@@ -19,7 +19,6 @@ from sklearn import metrics as sk
 from small_dataset import write_small_dataset
 from typer.testing import CliRunner
 
-from fcinvert.analysis.evaluate import evaluate
 from fcinvert.analysis.metrics import ParameterScores, mean_absolute_error, r2_score
 from fcinvert.analysis.noise_grid import (
     NoiseGrid,
@@ -37,6 +36,7 @@ from fcinvert.models.training import TrainConfig, train_model
 from fcinvert.models.vae import VAEConfig
 from fcinvert.physics.dynamics import dynamics_basis
 from fcinvert.physics.spectra import render
+from fcinvert.report.evaluation import write_evaluation
 
 # --- metrics -------------------------------------------------------------------------------
 
@@ -287,9 +287,9 @@ def test_bad_input_is_one_clear_error(evaluated, tmp_path):
     folder, *_ = evaluated
     data = folder / "ge.h5"
     with pytest.raises(FcinvertError, match="no-such-model: no such model"):
-        evaluate("ge", [folder / "vae", "no-such-model"], data, tmp_path, progress=False)
+        write_evaluation("ge", [folder / "vae", "no-such-model"], data, tmp_path)
     with pytest.raises(FcinvertError, match="a dataset for 'ge', not 'nb'"):
-        evaluate("nb", [folder / "vae"], data, tmp_path, progress=False)
+        write_evaluation("nb", [folder / "vae"], data, tmp_path)
     with pytest.raises(FcinvertError, match="given twice"):
-        evaluate("ge", [folder / "vae", folder / "vae"], data, tmp_path, progress=False)
+        write_evaluation("ge", [folder / "vae", folder / "vae"], data, tmp_path)
     assert not any(tmp_path.iterdir())

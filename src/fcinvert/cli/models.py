@@ -164,14 +164,10 @@ def invert(
 ) -> None:
     """Infer force constants, with intervals, from a spectrum."""
     from fcinvert.data.spectrum_file import read_spectrum
-    from fcinvert.errors import FcinvertError
-    from fcinvert.inversion.invert import model_material
+    from fcinvert.inversion.invert import inversion_setup
     from fcinvert.inversion.pipeline import infer
-    from fcinvert.inversion.plot import inversion_figure
     from fcinvert.inversion.result_file import write_inference
-    from fcinvert.models.bundle import find_bundle, load_bundle
-    from fcinvert.physics.fcspace import build_fcspace
-    from fcinvert.physics.material import load_material
+    from fcinvert.report.inversion_figure import inversion_figure
 
     validate.output_file(out, "--out")
     validate.figure_file(plot)
@@ -181,40 +177,21 @@ def invert(
     if q_tolerance is not None:
         validate.finite(q_tolerance, "--q-tolerance", above=0.0)
     measured = read_spectrum(spectrum)
-    bundle, model_path = None, ""
-    if model is not None or material is None:
-        name = model or measured.material
-        if not name:
-            raise FcinvertError(
-                f"{spectrum}: names no material; choose --model, or --material to refine"
-            )
-        bundle, model_path = load_bundle(name), str(find_bundle(name))
-        context = model_material(bundle)
-        if material is not None and load_material(material).name != context[0].name:
-            raise FcinvertError(
-                f"--material {material} and --model {model} (for '{context[0].name}') disagree"
-            )
-    else:
-        chosen = load_material(material)
-        if measured.material and measured.material != chosen.name:
-            raise FcinvertError(
-                f"{spectrum}: a spectrum of '{measured.material}', but --material is "
-                f"'{chosen.name}'"
-            )
-        context = chosen, build_fcspace(chosen)
-        refine = True
+    setup = inversion_setup(measured, str(spectrum), model, material, refine)
+    bundle = setup.bundle
     inference = infer(
         measured,
-        *context,
+        setup.material,
+        setup.fcspace,
         bundle,
-        refine=refine,
+        refine=setup.refine,
         intensities=intensities,
         n_samples=samples,
         seed=seed,
         tolerance=q_tolerance,
         source=str(spectrum),
     )
-    content = write_inference(inference, out, fc_out, source=str(spectrum), model=model_path)
+    content = write_inference(inference, out, fc_out, source=str(spectrum), model=setup.model_path)
     if inference.ml is not None:
         coverage = inference.ml.coverage
         console.print(

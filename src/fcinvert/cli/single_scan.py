@@ -49,8 +49,8 @@ def single_scan(
     import torch
 
     from fcinvert.analysis.single_scan import read_scan_folder, run_single_scan
-    from fcinvert.analysis.single_scan_report import write_report
     from fcinvert.models.bundle import find_bundle, load_bundle
+    from fcinvert.report.single_scan import write_report
 
     if samples < 1:
         raise FcinvertError(f"--samples: must be at least 1, got {samples}")

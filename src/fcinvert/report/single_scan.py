@@ -19,7 +19,7 @@ from matplotlib import colors
 from matplotlib.patches import Rectangle
 
 from fcinvert.analysis.single_scan import PICKS, SingleScanStudy, study_results
-from fcinvert.inversion.plot import grid_path
+from fcinvert.inversion.resample import grid_path
 from fcinvert.iohelpers import atomic_write_text
 from fcinvert.physics.dynamics import dynamics_basis
 from fcinvert.report.evaluation_figures import save_both
