@@ -11,7 +11,7 @@ from conftest import reference_theta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fcinvert.data.fold import PathMapper, energy_edges, fold_points, fold_volume
+from fcinvert.data.fold import PathMapper, fold_points, fold_volume
 from fcinvert.data.readers import Points, Volume, dimension_name
 from fcinvert.errors import FcinvertError
 from fcinvert.physics.dynamics import FREQUENCY_TO_MEV
@@ -105,7 +105,7 @@ def grid_volume(material, values_of, low=-0.05, high=1.05, step=0.05) -> Volume:
     names = [dimension_name(np.eye(3)[i], "HKL"[i]) for i in range(3)] + ["DeltaE"]
     return Volume(
         signal=values.reshape(count, count, count, -1),
-        edges=[edges, edges, edges, energy_edges(material)],
+        edges=[edges, edges, edges, material.energy.edges],
         projection=np.eye(3),
         names=names,
     )
@@ -162,7 +162,7 @@ def x_point_volume(material, data, norm) -> Volume:
     names = ["[H,0,0]", "[0,K,0]", "[0,0,L]", "DeltaE"]
     return Volume(
         signal=signal,
-        edges=[h, k, k, energy_edges(material)],
+        edges=[h, k, k, material.energy.edges],
         projection=np.eye(3),
         names=names,
         normalisation=weight,

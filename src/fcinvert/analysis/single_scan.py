@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import h5py
 import numpy as np
 
 from fcinvert import __version__
@@ -40,6 +39,7 @@ from fcinvert.data.spectrum_file import Spectrum, read_spectrum
 from fcinvert.errors import FcinvertError
 from fcinvert.inversion.invert import InversionResult, invert_spectrum, model_material
 from fcinvert.inversion.refine import RefineResult, refine_spectrum
+from fcinvert.iohelpers import open_hdf5
 from fcinvert.models.bundle import ModelBundle
 from fcinvert.physics.dynamics import DynamicsBasis, dynamics_basis
 
@@ -101,11 +101,8 @@ def read_scan_folder(folder: str | Path) -> ScanFolder:
 
 def _recorded_parameters(path: Path) -> dict[str, float] | None:
     """θ by name from a spectrum file's ``parameters`` attribute (JSON), or None."""
-    try:
-        with h5py.File(path, "r") as handle:
-            text = handle.attrs.get("parameters")
-    except OSError:
-        raise FcinvertError(f"{path}: not a readable HDF5 spectrum file") from None
+    with open_hdf5(path, "spectrum file") as handle:
+        text = handle.attrs.get("parameters")
     if text is None:
         return None
     text = text.decode() if isinstance(text, bytes) else str(text)

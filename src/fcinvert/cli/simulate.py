@@ -17,18 +17,12 @@ console = Console(stderr=True)
 
 def read_parameters(path: Path) -> dict[str, float]:
     """``{"parameters": {name: value}}`` from a JSON file."""
+    from fcinvert.iohelpers import read_json
+
+    content = read_json(path, "parameter file")
     try:
-        content = json.loads(path.read_text())
         values = content["parameters"]
         return {str(k): float(v) for k, v in values.items()}
-    except FileNotFoundError:
-        raise FcinvertError(f"{path}: no such parameter file") from None
-    except IsADirectoryError:
-        raise FcinvertError(f"{path}: a folder, not a parameter file") from None
-    except OSError as error:
-        raise FcinvertError(f"{path}: cannot read ({error.strerror})") from None
-    except RecursionError:
-        raise FcinvertError(f"{path}: JSON nested too deeply") from None
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise FcinvertError(
             f'{path}: expected {{"parameters": {{name: number, ...}}}} ({error})'
@@ -70,8 +64,9 @@ def simulate(
     fcspace = build_fcspace(loaded)
     reference = loaded.require_reference()
     base = fcspace.theta_from_dict(reference, base=[0.0] * fcspace.n_params)
+    given = read_parameters(params) if params else {}
     try:
-        theta = fcspace.theta_from_dict(read_parameters(params) if params else {}, base)
+        theta = fcspace.theta_from_dict(given, base)
     except FcinvertError as error:
         raise FcinvertError(f"{params}: {error}") from None
     spectrum = simulate_spectrum(loaded, fcspace, theta)

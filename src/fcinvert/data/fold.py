@@ -256,11 +256,6 @@ def energy_overlap(edges_in: np.ndarray, edges_out: np.ndarray) -> np.ndarray:
     return np.clip(high - low, 0.0, None) / np.diff(edges_in)[:, None]
 
 
-def energy_edges(material: Material) -> np.ndarray:
-    grid = material.energy
-    return np.append(grid.centres - 0.5 * grid.width, grid.centres[-1] + 0.5 * grid.width)
-
-
 def fold_volume(
     volume: Volume,
     material: Material,
@@ -289,7 +284,7 @@ def fold_volume(
     variance = None
     if volume.variance is not None:
         variance = np.where(measured, volume.variance.reshape(-1, n_energy_in)[rows], 0.0)
-    overlap = energy_overlap(volume.edges[3], energy_edges(material))
+    overlap = energy_overlap(volume.edges[3], material.energy.edges)
     return _accumulate(
         material,
         matches,
@@ -335,7 +330,7 @@ def check_lattice(volume: Volume, material: Material, tolerance: float = 0.03) -
 
 def _outside_fraction(edges: np.ndarray, material: Material) -> float:
     """Fraction of the input energy range outside the material's window."""
-    window = energy_edges(material)
+    window = material.energy.edges
     inside = np.clip(np.minimum(edges[1:], window[-1]) - np.maximum(edges[:-1], window[0]), 0, None)
     return float(1.0 - inside.sum() / (edges[-1] - edges[0]))
 
@@ -348,7 +343,7 @@ def fold_points(
 ) -> FoldResult:
     """Fold scattered (hkl, E) points (NXSPE detectors, text rows) onto the path."""
     started = time.perf_counter()
-    edges = energy_edges(material)
+    edges = material.energy.edges
     bin_index = np.searchsorted(edges, points.energy, side="right") - 1
     inside = (bin_index >= 0) & (bin_index < len(edges) - 1) & points.measured
     if not np.any(inside):

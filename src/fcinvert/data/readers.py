@@ -26,7 +26,7 @@ import numpy as np
 
 from fcinvert import validate
 from fcinvert.errors import FcinvertError
-from fcinvert.iohelpers import atomic_path
+from fcinvert.iohelpers import atomic_path, open_hdf5
 from fcinvert.physics.instrument import Orientation, momentum_transfer_lab
 
 ENERGY_UNITS = ("mev", "deltae")
@@ -108,7 +108,7 @@ class Points:
 def read_savemd(path: str | Path) -> Volume:
     """Read one MDHistoWorkspace written by Mantid's SaveMD (version 2) as a Volume."""
     path = Path(path)
-    handle = _open_hdf5(path)
+    handle = open_hdf5(path, "file")
     with handle:
         if ENTRY not in handle:
             if "MDEventWorkspace" in handle:
@@ -482,7 +482,7 @@ def read_nxspe(
     signal, as SaveNXSPE/LoadNXSPE mark them) are unmeasured.
     """
     path = Path(path)
-    handle = _open_hdf5(path)
+    handle = open_hdf5(path, "file")
     with handle:
         entries = [k for k in handle if isinstance(handle[k], h5py.Group)]
         entry = next((handle[k] for k in entries if "NXSPE_info" in handle[k]), None)
@@ -628,7 +628,7 @@ def read_measurement(
         if norm is not None:
             raise FcinvertError(f"{path}: a normalisation file goes with SaveMD data only")
         return read_table(path)
-    handle = _open_hdf5(path)
+    handle = open_hdf5(path, "file")
     with handle:
         savemd = ENTRY in handle or "MDEventWorkspace" in handle
         nxspe = any(isinstance(handle[k], h5py.Group) and "NXSPE_info" in handle[k] for k in handle)
@@ -650,17 +650,6 @@ def read_measurement(
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _open_hdf5(path: Path) -> h5py.File:
-    if not path.is_file():
-        raise FcinvertError(f"{path}: no such file")
-    try:
-        return h5py.File(path, "r")
-    except OSError:
-        raise FcinvertError(
-            f"{path}: not a readable HDF5/NeXus file (truncated or another format)"
-        ) from None
 
 
 def _read(path: Path, dataset: h5py.Dataset) -> np.ndarray:

@@ -114,8 +114,7 @@ def resample(
         image = np.where(counts > 0, sums / counts, np.nan)[place_of]
 
     measured = np.isfinite(intensity)
-    low = centres[0] - 0.5 * model_energy.width
-    high = centres[-1] + 0.5 * model_energy.width
+    low, high = model_energy.edges[0], model_energy.edges[-1]
     in_window = (energy >= low) & (energy <= high)
     coverage = Coverage(
         input_pixels=int(measured.sum()),

@@ -20,10 +20,10 @@ import numpy as np
 import seekpath
 import spglib
 from ase import Atoms
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from fcinvert.errors import FcinvertError
-from fcinvert.iohelpers import atomic_write_text
+from fcinvert.iohelpers import atomic_write_text, read_json, validated
 from fcinvert.physics.reciprocal import reciprocal_basis
 
 BUNDLED = Path(__file__).resolve().parent.parent / "materials"
@@ -105,6 +105,11 @@ class EnergyGrid:
         centres = energy.min_meV + width * (np.arange(energy.bins) + 0.5)
         return cls(centres, width, resolution.fwhm0_meV, resolution.slope)
 
+    @property
+    def edges(self) -> np.ndarray:
+        """(nE + 1,) meV: the bin edges, centres ∓ width / 2."""
+        return np.append(self.centres - 0.5 * self.width, self.centres[-1] + 0.5 * self.width)
+
     def sigma(self, energy: np.ndarray) -> np.ndarray:
         """Gaussian σ (meV) of the resolution at energies ``energy`` (meV), same shape."""
         return (self.fwhm0 + self.slope * np.abs(energy)) * FWHM_TO_SIGMA
@@ -166,14 +171,7 @@ def load_material(name_or_folder: str | Path) -> Material:
     """Load a material by folder path, bundled name (``ge``, ``nb``) or user-library name."""
     folder = find_material_folder(name_or_folder)
     config_file = folder / CONFIG_NAME
-    try:
-        settings = MaterialSettings.model_validate_json(config_file.read_text())
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise FcinvertError(f"{config_file}: {where}: {first['msg']}") from None
-    except (OSError, ValueError) as error:
-        raise FcinvertError(f"{config_file}: cannot read material settings ({error})") from None
+    settings = validated(MaterialSettings, read_json(config_file, "material settings"), config_file)
     atoms = read_structure(folder / settings.structure, poscar=settings.structure == STRUCTURE_NAME)
     if len(settings.masses_amu) != len(atoms):
         raise FcinvertError(

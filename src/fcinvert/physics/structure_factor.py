@@ -547,7 +547,7 @@ def physical_path_spectrum(
     from fcinvert.physics.instrument import Spectrometer, wavevector
 
     grid = material.energy
-    top = float(grid.centres[-1] + 0.5 * grid.width)
+    top = float(grid.edges[-1])
     spectrometer = Spectrometer(ei=1.2 * top if ei is None else ei)
     q_max = 2.0 * float(wavevector(spectrometer.ei))
     chosen, weights, reach = resolve_zones(material, zones, lambda: spectrometer.reach, q_max)

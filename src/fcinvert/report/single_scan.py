@@ -55,11 +55,11 @@ def display_energy_max(study: SingleScanStudy) -> float:
     measured on the model grid (the paper crops at 45 meV for Ei = 40 meV)."""
     grid = study.bundle.energy
     measured = np.flatnonzero(np.isfinite(study.full.image).any(axis=0))
-    top = grid.centres[-1] + 0.5 * grid.width
+    top = grid.edges[-1]
     if len(measured) == 0:
         return float(top)
     last = min(int(measured[-1]) + CROP_MARGIN_BINS, len(grid.centres) - 1)
-    return float(min(top, grid.centres[last] + 0.5 * grid.width))
+    return float(min(top, grid.edges[last + 1]))
 
 
 def mse_figure(study: SingleScanStudy, stem: str | Path) -> None:
