@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -13,6 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from fcinvert import validate
+from fcinvert.cli.map_options import (
+    CmapOption,
+    ColourNormOption,
+    VmaxOption,
+    VminOption,
+    map_scale,
+)
 from fcinvert.cli.progress import stage_progress
 from fcinvert.data.fold import DEFAULT_PERPENDICULAR, FoldResult, fold_points, fold_volume
 from fcinvert.data.readers import Volume, read_measurement, write_savemd
@@ -23,6 +30,9 @@ from fcinvert.physics.fcspace import build_fcspace
 from fcinvert.physics.instrument import Orientation, Spectrometer
 from fcinvert.physics.material import Material, load_material
 from fcinvert.physics.reciprocal import conventional_lattice
+
+if TYPE_CHECKING:
+    from fcinvert.report.figures import MapScale
 
 console = Console(stderr=True)
 
@@ -64,10 +74,13 @@ def print_coverage(result: FoldResult, shown: int = 8) -> None:
         )
 
 
-def _plot(material: Material, spectrum, title: str, out: Path) -> None:
+def _plot(material: Material, spectrum, title: str, out: Path, scale: MapScale | None) -> None:
     from fcinvert.report.figures import spectrum_figure
 
-    spectrum_figure(material.path, spectrum.energy, spectrum.intensity, None, title, out)
+    units = "intensity (data units)"
+    spectrum_figure(
+        material.path, spectrum.energy, spectrum.intensity, None, title, out, scale, units
+    )
     console.print(f"wrote {out}")
 
 
@@ -86,6 +99,10 @@ def fold(
     u: Annotated[str | None, typer.Option(help="NXSPE: hkl along the beam at ψ = 0")] = None,
     v: Annotated[str | None, typer.Option(help="NXSPE: hkl in the horizontal plane")] = None,
     psi: Annotated[float | None, typer.Option(help="NXSPE: ψ in degrees (default: file)")] = None,
+    colour_norm: ColourNormOption = "power",
+    vmin: VminOption = None,
+    vmax: VmaxOption = None,
+    cmap: CmapOption = "viridis",
 ) -> None:
     """Fold a measured S(Q, E) onto the material's path and energy grid."""
     validate.output_file(out, "--out")
@@ -95,6 +112,7 @@ def fold(
     validate.finite(width, "--width", above=0.0)
     if psi is not None:
         validate.finite(psi, "--psi")
+    scale = map_scale(colour_norm, vmin, vmax, cmap) if plot else None
     loaded = load_material(material)
     measurement = read_measurement(
         data, norm, conventional_lattice(loaded), parse_vector(u, "u"), parse_vector(v, "v"), psi
@@ -109,7 +127,7 @@ def fold(
     print_coverage(result)
     console.print(f"wrote {out} (folded in {result.seconds:.1f} s)")
     if plot:
-        _plot(loaded, result.spectrum, f"{loaded.name}: folded {data.name}", plot)
+        _plot(loaded, result.spectrum, f"{loaded.name}: folded {data.name}", plot, scale)
 
 
 def measure(
@@ -235,6 +253,7 @@ def measure(
             combined.spectrum,
             f"{loaded.name}: {len(listing)} orientations, Ei {ei:g} meV",
             out / "all.png",
+            None,
         )
 
 

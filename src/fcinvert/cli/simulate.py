@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from fcinvert import validate
+from fcinvert.cli.map_options import CmapOption, NormOption, VmaxOption, VminOption, map_scale
 from fcinvert.errors import FcinvertError
 
 console = Console(stderr=True)
@@ -43,6 +44,10 @@ def simulate(
         str, typer.Option(help="physical: auto | |Q| radius 1/Å | hkl list '2,2,0;1,1,1'")
     ] = "auto",
     ei: Annotated[float | None, typer.Option(help="physical, zones auto: Ei in meV")] = None,
+    norm: NormOption = "power",
+    vmin: VminOption = None,
+    vmax: VmaxOption = None,
+    cmap: CmapOption = "viridis",
 ) -> None:
     """Simulate I(q, E) on the material's path; parameters not given keep their reference."""
     from fcinvert.data.spectrum_file import write_spectrum
@@ -60,6 +65,7 @@ def simulate(
     validate.temperature(temperature)
     if ei is not None:
         validate.finite(ei, "--ei", above=0.0)
+    scale = map_scale(norm, vmin, vmax, cmap) if plot else None
     loaded = load_material(material)
     fcspace = build_fcspace(loaded)
     reference = loaded.require_reference()
@@ -85,8 +91,16 @@ def simulate(
     console.print(f"wrote {out}: {spectrum.intensity.shape[0]} q × {spectrum.intensity.shape[1]} E")
     if plot:
         title = f"{loaded.name}: {'physical' if physical else 'fast-model'} I(q, E)"
+        units = "S(Q, E) (arb. units)" if physical else "I(q, E) (1/meV)"
         spectrum_figure(
-            loaded.path, spectrum.energy, spectrum.intensity, spectrum.frequencies, title, plot
+            loaded.path,
+            spectrum.energy,
+            spectrum.intensity,
+            spectrum.frequencies,
+            title,
+            plot,
+            scale,
+            units,
         )
         console.print(f"wrote {plot}")
     if export_fc:

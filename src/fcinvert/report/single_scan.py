@@ -10,7 +10,6 @@ coloured by ψ beside the full-data value, the reference, the truth and the trai
 from __future__ import annotations
 
 import html
-import itertools
 import json
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from fcinvert.inversion.resample import grid_path
 from fcinvert.iohelpers import atomic_write_text
 from fcinvert.physics.dynamics import dynamics_basis
 from fcinvert.report.evaluation_figures import save_both
-from fcinvert.report.figures import draw_path_map, plt
+from fcinvert.report.figures import ML_COLOUR, REFINED_COLOUR, Lines, draw_path_map, plt
 from fcinvert.report.html import STYLE
 
 PICK_COLOURS = {"best": "tab:green", "median": "tab:orange", "worst": "tab:red"}
@@ -125,26 +124,19 @@ def inversion_grid(study: SingleScanStudy, energy_max: float, stem: str | Path) 
         len(rows), columns, figsize=(5.2 * columns, 3.0 * len(rows)), squeeze=False
     )
     for axes_row, (name, title, result) in zip(axes, rows, strict=True):
-        draw_path_map(axes_row[0], path, energy, result.image, None, f"{title}: input")
+        draw_path_map(axes_row[0], path, energy, result.image, (), f"{title}: input")
         if vae:
-            draw_path_map(axes_row[1], path, energy, result.reconstruction, None, "reconstruction")
+            draw_path_map(axes_row[1], path, energy, result.reconstruction, (), "reconstruction")
         frequencies = basis.frequencies(result.theta)
-        draw_path_map(axes_row[-1], path, energy, result.image, frequencies, "inferred dispersion")
+        lines = [Lines(frequencies, "ML estimate", ML_COLOUR, "--")]
         if study.refinement is not None and name in study.refinement:
             refined = basis.frequencies(study.refinement[name].theta)
-            _lines(axes_row[-1], path.breaks, refined, color="tab:red", lw=0.7, ls="--")
+            lines.append(Lines(refined, "refined", REFINED_COLOUR))
+        draw_path_map(axes_row[-1], path, energy, result.image, lines, "inferred dispersion")
         for axis in axes_row:
             axis.set_ylim(energy[0] - 0.5 * bundle.energy.width, energy_max)
     figure.tight_layout()
     save_both(figure, stem)
-
-
-def _lines(axis, breaks: list[int], frequencies: np.ndarray, **style) -> None:
-    """Branches (nq, nb) meV against the point index, split at the path's breaks."""
-    starts = [0, *breaks, len(frequencies)]
-    x = np.arange(len(frequencies))
-    for start, stop in itertools.pairwise(starts):
-        axis.plot(x[start:stop], frequencies[start:stop], **style)
 
 
 def fc_values_figure(study: SingleScanStudy, stem: str | Path) -> None:
