@@ -99,6 +99,14 @@ def atomic_write_text(target: str | Path, text: str) -> None:
         temporary.write_text(text)
 
 
+def relative_path(path: str | Path, folder: str | Path) -> str:
+    """``path`` relative to ``folder`` (a report names its inputs so that the report can move
+    with them); a name that is no existing path is returned as it is."""
+    if not Path(path).exists():
+        return str(path)
+    return os.path.relpath(Path(path).resolve(), Path(folder).resolve())
+
+
 def read_json(path: str | Path, what: str = "JSON file") -> Any:
     """The content of the JSON file ``path``; a missing, unreadable or malformed file is one
     FcinvertError line naming it (``what``: what the file should be)."""

@@ -21,7 +21,7 @@ from fcinvert.analysis.evaluate import (
     evaluate,
 )
 from fcinvert.analysis.noise_grid import GridScores
-from fcinvert.iohelpers import atomic_write_text
+from fcinvert.iohelpers import atomic_write_text, relative_path
 from fcinvert.physics.material import QPath
 from fcinvert.report import evaluation_figures as figures
 from fcinvert.report.html import headline_rows, paper_expectations, write_report
@@ -46,10 +46,14 @@ def write_evaluation_report(
     evaluation: Evaluation, out: str | Path, progress: StageCallback | None = None
 ) -> dict:
     """Draw every figure of ``evaluation`` into ``out``, then write metrics.json and
-    index.html (last); returns the metrics."""
+    index.html (last); returns the metrics, whose dataset and bundle paths are made relative
+    to ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = evaluation.metrics
+    metrics["dataset"] = relative_path(metrics["dataset"], out)
+    for model in metrics["models"].values():
+        model["bundle"] = relative_path(model["bundle"], out)
     metrics["paper"] = paper_expectations(metrics["material"], len(metrics["parameters"]))
     metrics["headline"] = headline_rows(metrics)
     vaes = len(evaluation.latent)
@@ -128,12 +132,13 @@ def draw_figures(
         label: (clean_r2[label], np.array([m["clean"]["mae_eV_A2"][n] for n in names], dtype=float))
         for label, m in metrics["models"].items()
     }
-    figures.parity(fc, names, truth, clean, scores, out / "parity")
+    figures.parity(fc, truth, clean, scores, out / "parity")
     add(
         "parity",
         "accuracy",
         "Predicted against true value of every inferred parameter (eV/Å²) on the clean test "
-        "set, one row per model, with R² and MAE (the paper's SI Fig. 16/18).",
+        "set, every FC of each model in turn, with R² and MAE (the paper's SI Fig. 16/18); FC*i* "
+        "names the parameter in the tables above.",
     )
     figures.noisy_examples(
         path, energy, noise.examples[:, :, 0], noise_info, out / "noise_examples"
@@ -150,7 +155,7 @@ def draw_figures(
         "noise_r2",
         "noise",
         f"R² of every FC over the {len(noise_info['backgrounds'])}×{len(noise_info['counts'])} "
-        "(B, P) grid, one row per model, clipped to [0, 1] "
+        "(B, P) grid for each model in turn, clipped to [0, 1] "
         "(entries ≤ 0 shown as 0); the last panel is the SNR of each setting (the paper's "
         "Fig. 2d and SI Fig. 17/19).",
     )

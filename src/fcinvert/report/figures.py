@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -97,14 +97,15 @@ def draw_path_map(
     *,
     scale: MapScale | None = None,
     colour_bar: str | None = "intensity (arb. units)",
-) -> None:
+) -> matplotlib.collections.QuadMesh:
     """I(q, E) (nq, nE) against path distance with dispersions on top; every intensity map of
     fcinvert is drawn here.
 
     energy: (nE,) meV bin centres; the axis stops at the highest measured energy. Unmeasured
     (NaN) pixels are grey, never a colour of the scale (with a legend entry when there are
     any). colour_bar: its label with units (None: no bar, for panels that share one). Each of
-    ``lines`` is drawn in its colour, with its band, and named in the legend.
+    ``lines`` is drawn in its colour, with its band, and named in the legend. Returns the
+    image (for a colour bar shared by several panels drawn with one ``scale``).
     """
     scale = scale or MapScale()
     x = np.arange(len(path.qpoints))
@@ -123,7 +124,8 @@ def draw_path_map(
         rasterized=True,
     )
     if colour_bar is not None:
-        label = f"{colour_bar}, {scale.norm} scale" if scale.norm != "linear" else colour_bar
+        shape = {"power": f", as $I^{{{scale.gamma:g}}}$", "log": ", log scale", "linear": ""}
+        label = colour_bar + shape[scale.norm]
         axis.figure.colorbar(mesh, ax=axis, label=label, pad=0.01)
     handles = []
     for line in lines:
@@ -160,12 +162,57 @@ def draw_path_map(
             continue
         ticks.append(index)
         names.append(label)
-    axis.set_xticks(ticks, names)
+    axis.set_xticks(ticks, _staggered(axis, ticks, names, len(x)))
     for tick in ticks:
         axis.axvline(tick, color="0.85", lw=0.4)
     axis.set_ylim(float(energy[0]), measured_energy_top(energy, intensity))
     axis.set_ylabel("Energy transfer (meV)")
     axis.set_title(title)
+    return mesh
+
+
+def _staggered(axis: plt.Axes, ticks: list[int], names: list[str], n: int) -> list[str]:
+    """Tick labels, each one that would touch its left neighbour at this axis width moved
+    down a line (X and U|K on a small panel)."""
+    points_per_index = axis.get_position().width * axis.figure.get_figwidth() * 72.0 / max(n, 1)
+    size = matplotlib.rcParams["xtick.labelsize"]
+    size = matplotlib.font_manager.FontProperties(size=size).get_size_in_points()
+    shown, lowered = list(names), False
+    for k in range(1, len(ticks)):
+        room = (ticks[k] - ticks[k - 1]) * points_per_index
+        needed = 0.65 * size * 0.5 * (len(names[k - 1]) + len(names[k])) + 2.0
+        lowered = room < needed and not lowered
+        if lowered:
+            shown[k] = "\n" + names[k]
+    return shown
+
+
+def shared_scale(images: np.ndarray, scale: MapScale | None = None) -> MapScale:
+    """``scale`` with its limits fixed over all ``images`` (any shape), so that panels drawn
+    with it can share one colour bar."""
+    scale = scale or MapScale()
+    norm = scale.colour_norm(np.asarray(images))
+    return replace(scale, vmin=float(norm.vmin), vmax=float(norm.vmax))
+
+
+#: report figures are at most this wide (inches at 150 dpi: shown at ≥ 80 % in the 1200-px
+#: column of a report page, so 7-pt text stays legible) with at most MAX_COLUMNS panels a row
+PAGE_WIDTH = 10.0
+MAX_COLUMNS = 4
+
+
+def panel_grid(
+    n: int, height: float = 2.4, columns: int = MAX_COLUMNS
+) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A page-wide figure of ``n`` panels, ``columns`` (≤ MAX_COLUMNS) a row, each ``height``
+    inches tall; unused cells of the last row are hidden."""
+    columns = max(1, min(columns, MAX_COLUMNS, n))
+    rows = -(-n // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(PAGE_WIDTH, height * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for axis in flat[n:]:
+        axis.set_visible(False)
+    return figure, flat[:n]
 
 
 def _pieces(path: QPath, n: int) -> list[tuple[int, int]]:

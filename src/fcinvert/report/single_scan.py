@@ -19,10 +19,18 @@ from matplotlib.patches import Rectangle
 
 from fcinvert.analysis.single_scan import PICKS, SingleScanStudy, study_results
 from fcinvert.inversion.resample import grid_path
-from fcinvert.iohelpers import atomic_write_text
+from fcinvert.iohelpers import atomic_write_text, relative_path
 from fcinvert.physics.dynamics import dynamics_basis
 from fcinvert.report.evaluation_figures import save_both
-from fcinvert.report.figures import ML_COLOUR, REFINED_COLOUR, Lines, draw_path_map, plt
+from fcinvert.report.figures import (
+    MAX_COLUMNS,
+    ML_COLOUR,
+    PAGE_WIDTH,
+    REFINED_COLOUR,
+    Lines,
+    draw_path_map,
+    plt,
+)
 from fcinvert.report.html import STYLE
 
 PICK_COLOURS = {"best": "tab:green", "median": "tab:orange", "worst": "tab:red"}
@@ -31,10 +39,13 @@ CROP_MARGIN_BINS = 2
 
 
 def write_report(study: SingleScanStudy, out: str | Path) -> dict:
-    """Write the figures, results.json and index.html into ``out``; returns the results."""
+    """Write the figures, results.json and index.html into ``out``; returns the results (the
+    scan folder and model paths relative to ``out``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results = study_results(study)
+    results["scans_folder"] = relative_path(results["scans_folder"], out)
+    results["model"]["path"] = relative_path(results["model"]["path"], out)
     crop = display_energy_max(study)
     results["display_energy_max_meV"] = crop
     mse_figure(study, out / "mse_vs_orientation")
@@ -121,10 +132,10 @@ def inversion_grid(study: SingleScanStudy, energy_max: float, stem: str | Path) 
     vae = bundle.architecture == "vae"
     columns = 3 if vae else 2
     figure, axes = plt.subplots(
-        len(rows), columns, figsize=(5.2 * columns, 3.0 * len(rows)), squeeze=False
+        len(rows), columns, figsize=(PAGE_WIDTH, 2.8 * len(rows)), squeeze=False
     )
     for axes_row, (name, title, result) in zip(axes, rows, strict=True):
-        draw_path_map(axes_row[0], path, energy, result.image, (), f"{title}: input")
+        draw_path_map(axes_row[0], path, energy, result.image, (), f"{title}\ninput")
         if vae:
             draw_path_map(axes_row[1], path, energy, result.reconstruction, (), "reconstruction")
         frequencies = basis.frequencies(result.theta)
@@ -151,10 +162,15 @@ def fc_values_figure(study: SingleScanStudy, stem: str | Path) -> None:
     x = -0.3 + 0.6 * (psi - psi.min()) / span
     norm = colors.Normalize(psi.min(), psi.max() if np.ptp(psi) > 0 else psi.min() + 1.0)
     k = len(selected)
-    figure, axes = plt.subplots(
-        1, k, figsize=(2.0 * k + 1.4, 4.2), squeeze=False, layout="constrained"
+    columns = min(k, MAX_COLUMNS)
+    rows = -(-k // columns)
+    figure, grid = plt.subplots(
+        rows, columns, figsize=(PAGE_WIDTH, 3.6 * rows), squeeze=False, layout="constrained"
     )
-    for j, axis in enumerate(axes[0]):
+    axes = list(grid.ravel())
+    for axis in axes[k:]:
+        axis.set_visible(False)
+    for j, axis in enumerate(axes[:k]):
         low, high = study.box.low[j], study.box.high[j]
         axis.add_patch(Rectangle((-0.45, low), 0.9, high - low, color="0.88", zorder=0))
         points = axis.scatter(x, theta[:, j], c=psi, cmap="viridis", norm=norm, s=12, zorder=2)
@@ -189,16 +205,17 @@ def fc_values_figure(study: SingleScanStudy, stem: str | Path) -> None:
         axis.set_xticks([])
         axis.set_title(study.fc_labels[j])
         axis.tick_params(labelsize=8)
-    axes[0, 0].set_ylabel("FC value (eV/Å²)")
-    axes[0, 0].legend(fontsize=7, loc="best")
-    figure.colorbar(points, ax=axes[0].tolist(), label="ψ (degrees)", aspect=30)
+    for axis in grid[:, 0]:
+        axis.set_ylabel("FC value (eV/Å²)")
+    axes[0].legend(fontsize=7, loc="best")
+    figure.colorbar(points, ax=axes[:k], label="ψ (degrees)", aspect=30)
     save_both(figure, stem)
 
 
 def captions(study: SingleScanStudy, results: dict) -> dict[str, str]:
     """Short caption of each figure, keyed by file stem."""
     truth = " Grey squares: MSE against the simulation's truth." if study.truth is not None else ""
-    refined = " Red dashes: the refined dispersion." if study.refinement is not None else ""
+    refined = " Red: the refined dispersion." if study.refinement is not None else ""
     return {
         "mse_vs_orientation": (
             "MSE of each scan's selected FCs against the all-orientations inversion versus the "
