@@ -19,6 +19,7 @@ from sklearn import metrics as sk
 from small_dataset import write_small_dataset
 from typer.testing import CliRunner
 
+from fcinvert.analysis.evaluation_metrics import EvaluationMetrics
 from fcinvert.analysis.metrics import ParameterScores, mean_absolute_error, r2_score
 from fcinvert.analysis.noise_grid import (
     NoiseGrid,
@@ -227,8 +228,16 @@ def test_every_figure_is_written(evaluated):
 
 
 def test_metrics_hold_every_key_with_the_right_shapes(evaluated):
-    _, _, metrics, _ = evaluated
+    _, out, metrics, _ = evaluated
     assert set(metrics) == TOP_KEYS
+    assert EvaluationMetrics.from_dict(metrics).to_dict() == metrics  # the typed schema
+    assert (out / metrics["dataset"]).resolve().is_file()  # relative to the report folder
+    for model in metrics["models"].values():
+        assert (out / model["bundle"] / "config.json").is_file()
+    with pytest.raises(FcinvertError, match="metrics version 2"):
+        EvaluationMetrics.from_dict({**metrics, "version": 2}, "m.json")
+    with pytest.raises(FcinvertError, match="not fcinvert evaluation metrics"):
+        EvaluationMetrics.from_dict({"format": "other"}, "m.json")
     k = len(metrics["parameters"])
     assert metrics["fc_labels"] == [f"FC{i}" for i in range(k)] and metrics["test_spectra"] == 24
     assert set(metrics["models"]) == {"vae", "resnet"}

@@ -23,20 +23,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fcinvert import __version__
+from fcinvert.analysis.evaluation_metrics import EvaluationMetrics, evaluation_metrics
 from fcinvert.analysis.latent import (
     LatentSummary,
     cross_domain,
     fit_umap,
     latent_ray,
     nearest_spectrum,
-    umap_settings,
 )
 from fcinvert.analysis.metrics import ParameterScores
 from fcinvert.analysis.noise_grid import (
     GridScores,
     NoiseGrid,
-    column_peak_fraction,
     score_grid,
 )
 from fcinvert.data.dataset import StoredDataset, read_dataset
@@ -50,7 +48,6 @@ from fcinvert.physics.reciprocal import reciprocal_basis
 
 StageCallback = Callable[[str, int, int], None]
 
-METRICS_FORMAT = "fcinvert-evaluation"
 BATCH = 256
 MIN_TEST = 8
 
@@ -74,8 +71,8 @@ class EvaluationSettings:
 
 @dataclass
 class Evaluation:
-    """What one evaluation found: ``metrics`` (the content of metrics.json but its figure list
-    and timing) and the arrays the report's figures draw.
+    """What one evaluation found: ``metrics`` (metrics.json but its figure list, timing and
+    the paper's expectations, which the report adds) and the arrays the report's figures draw.
 
     path: the model grid's labelled q-path; energy: (nE,) meV bin centres; truth: (n, K) eV/Å²
     θ of the test spectra; clean: model label → (n, K) mean predictions on clean spectra;
@@ -84,7 +81,7 @@ class Evaluation:
     images: measured spectra on the model grid, name → (nq, nE); clock: time per part.
     """
 
-    metrics: dict
+    metrics: EvaluationMetrics
     path: QPath
     energy: np.ndarray
     truth: np.ndarray
@@ -164,7 +161,7 @@ def evaluate(
                 advance,
             )
 
-    metrics = _metrics(
+    metrics = evaluation_metrics(
         material, data, settings, bundles, folders, names, scores, noise, spectra, latent, coverage
     )
     return Evaluation(
@@ -307,89 +304,6 @@ def _latent_space(
         "reconstruction": (diverse, inputs, bundle.reconstruct(spectra[diverse])),
         "reconstruction_mse": reconstruction_mse,
     }
-
-
-def _metrics(
-    material: str,
-    data: str | Path,
-    settings: EvaluationSettings,
-    bundles: dict[str, ModelBundle],
-    folders: dict[str, str],
-    names: list[str],
-    scores: dict[str, ParameterScores],
-    noise: GridScores,
-    spectra: np.ndarray,
-    latent: dict[str, dict],
-    coverage: dict,
-) -> dict:
-    grid = settings.grid
-    i, j = grid.representative
-    fc = [f"FC{k}" for k in range(len(names))]
-    models = {}
-    for label, bundle in bundles.items():
-        noisy = ParameterScores(names, noise.r2[label][i, j], noise.mae[label][i, j])
-        models[label] = {
-            "bundle": folders[label],
-            "architecture": bundle.architecture,
-            "clean": scores[label].as_dict(),
-            "representative_noise": noisy.as_dict(),
-            "noise_grid": {
-                "r2": np.round(noise.r2[label], 5).tolist(),
-                "mae_eV_A2": np.round(noise.mae[label], 6).tolist(),
-            },
-        }
-    metrics: dict = {
-        "format": METRICS_FORMAT,
-        "version": 1,
-        "fcinvert_version": __version__,
-        "material": material,
-        "dataset": str(Path(data).resolve()),
-        "test_spectra": len(spectra),
-        "seed": settings.seed,
-        "latent_samples": settings.samples,
-        "parameters": names,
-        "fc_labels": fc,
-        "models": models,
-        "noise": {
-            "model": "Poisson(P·(x/max x + B))/P per spectrum",
-            "backgrounds": list(grid.backgrounds),
-            "counts": list(grid.counts),
-            "snr": np.round(noise.snr, 3).tolist(),
-            "snr_definition": "SNR = ⟨P·s_q⟩ / sqrt(⟨P·(s_q + B)⟩) = sqrt(P)·m/sqrt(m + B), "
-            "s_q = max_E x(q, E)/max x the peak fraction of each q-column, m = ⟨s_q⟩ over the "
-            "q-columns of all test spectra",
-            "column_peak_fraction": round(column_peak_fraction(spectra), 5),
-            "representative": {
-                "index": [i, j],
-                "background": grid.backgrounds[i],
-                "counts": grid.counts[j],
-                "snr": round(float(noise.snr[i, j]), 3),
-            },
-            "example_index": noise.keep[0],
-        },
-        "latent": {},
-        "measured": coverage,
-    }
-    for label, space in latent.items():
-        ray = space["ray"]
-        shown, inputs, outputs = space["reconstruction"]
-        metrics["latent"][label] = {
-            **space["summary"].as_dict(),
-            "umap": umap_settings(settings.seed),
-            "ray": {
-                "start_index": ray.start,
-                "end_index": ray.end,
-                "theta": np.round(ray.theta, 6).tolist(),
-                "map": np.round(space["ray_map"], 4).tolist(),
-            },
-            "cross_domain": space["cross"].as_dict(),
-            "reconstruction": {
-                "indices": shown,
-                "mse": [round(float(v), 6) for v in ((outputs - inputs) ** 2).mean(axis=(1, 2))],
-                "test_mean_mse": round(float(space["reconstruction_mse"].mean()), 6),
-            },
-        }
-    return metrics
 
 
 class Clock:

@@ -51,11 +51,11 @@ def write_evaluation_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = evaluation.metrics
-    metrics["dataset"] = relative_path(metrics["dataset"], out)
-    for model in metrics["models"].values():
-        model["bundle"] = relative_path(model["bundle"], out)
-    metrics["paper"] = paper_expectations(metrics["material"], len(metrics["parameters"]))
-    metrics["headline"] = headline_rows(metrics)
+    metrics.dataset = relative_path(metrics.dataset, out)
+    for model in metrics.models.values():
+        model.bundle = relative_path(model.bundle, out)
+    metrics.paper = paper_expectations(metrics.material, len(metrics.parameters))
+    metrics.headline = headline_rows(metrics.to_dict())
     vaes = len(evaluation.latent)
     total, done = 4 + 5 * vaes, 0
 
@@ -66,7 +66,7 @@ def write_evaluation_report(
             progress("figures", done, total)
 
     with evaluation.clock("figures"):
-        metrics["figures"] = draw_figures(
+        metrics.figures = draw_figures(
             out,
             evaluation.path,
             evaluation.energy,
@@ -76,13 +76,14 @@ def write_evaluation_report(
             evaluation.anchor,
             evaluation.latent,
             evaluation.images,
-            metrics,
+            metrics.to_dict(),  # its latent parts are metrics.latent's: figures may add to them
             advance,
         )
-    metrics["timing_s"], metrics["cpu_s"] = evaluation.clock.seconds, evaluation.clock.cpu
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
-    write_report(out, metrics)
-    return metrics
+    metrics.timing_s, metrics.cpu_s = evaluation.clock.seconds, evaluation.clock.cpu
+    content = metrics.to_dict()
+    atomic_write_text(out / "metrics.json", json.dumps(content, indent=1) + "\n")
+    write_report(out, content)
+    return content
 
 
 def draw_figures(
