@@ -44,20 +44,21 @@ def write_report(study: SingleScanStudy, out: str | Path) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results = study_results(study)
-    results["scans_folder"] = relative_path(results["scans_folder"], out)
-    results["model"]["path"] = relative_path(results["model"]["path"], out)
+    results.scans_folder = relative_path(results.scans_folder, out)
+    results.model["path"] = relative_path(results.model["path"], out)
     crop = display_energy_max(study)
-    results["display_energy_max_meV"] = crop
+    results.display_energy_max_meV = crop
     mse_figure(study, out / "mse_vs_orientation")
     inversion_grid(study, crop, out / "inversions")
     fc_values_figure(study, out / "fc_values")
-    results["figures"] = [
+    results.figures = [
         {"stem": stem, "png": f"{stem}.png", "svg": f"{stem}.svg", "caption": caption}
-        for stem, caption in captions(study, results).items()
+        for stem, caption in captions(study, results.to_dict()).items()
     ]
-    atomic_write_text(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
-    atomic_write_text(out / "index.html", render_html(results))
-    return results
+    content = results.to_dict()
+    atomic_write_text(out / "results.json", json.dumps(content, indent=1, ensure_ascii=False))
+    atomic_write_text(out / "index.html", render_html(content))
+    return content
 
 
 def display_energy_max(study: SingleScanStudy) -> float:
