@@ -16,6 +16,7 @@ from fcinvert import validate
 from fcinvert.cli.map_options import (
     CmapOption,
     ColourNormOption,
+    NormOption,
     VmaxOption,
     VminOption,
     map_scale,
@@ -153,6 +154,10 @@ def measure(
         bool, typer.Option(help="also write the 4-D data/normalisation pair (SaveMD layout)")
     ] = False,
     plot: Annotated[bool, typer.Option(help="write all.png")] = True,
+    norm: NormOption = "power",
+    vmin: VminOption = None,
+    vmax: VmaxOption = None,
+    cmap: CmapOption = "viridis",
 ) -> None:
     """Simulate ToF scans (ARCS-like) of a material: one spectrum file per orientation, all.h5
     for all of them together, scans.json listing them."""
@@ -170,6 +175,7 @@ def measure(
     validate.finite(width, "--width", above=0.0)
     validate.finite(pixel, "--pixel", above=0.0)
     validate.integer(seed, "--seed", minimum=0)
+    scale = map_scale(norm, vmin, vmax, cmap) if plot else None
     loaded = load_material(material)
     fcspace = build_fcspace(loaded)
     base = fcspace.theta_from_dict(loaded.require_reference(), np.zeros(fcspace.n_params))
@@ -253,7 +259,7 @@ def measure(
             combined.spectrum,
             f"{loaded.name}: {len(listing)} orientations, Ei {ei:g} meV",
             out / "all.png",
-            None,
+            scale,
         )
 
 

@@ -28,6 +28,7 @@ from fcinvert.report.figures import (
     PAGE_WIDTH,
     REFINED_COLOUR,
     Lines,
+    MapScale,
     draw_path_map,
     plt,
 )
@@ -38,7 +39,7 @@ PICK_COLOURS = {"best": "tab:green", "median": "tab:orange", "worst": "tab:red"}
 CROP_MARGIN_BINS = 2
 
 
-def write_report(study: SingleScanStudy, out: str | Path) -> dict:
+def write_report(study: SingleScanStudy, out: str | Path, scale: MapScale | None = None) -> dict:
     """Write the figures, results.json and index.html into ``out``; returns the results (the
     scan folder and model paths relative to ``out``)."""
     out = Path(out)
@@ -49,7 +50,7 @@ def write_report(study: SingleScanStudy, out: str | Path) -> dict:
     crop = display_energy_max(study)
     results.display_energy_max_meV = crop
     mse_figure(study, out / "mse_vs_orientation")
-    inversion_grid(study, crop, out / "inversions")
+    inversion_grid(study, crop, out / "inversions", scale)
     fc_values_figure(study, out / "fc_values")
     results.figures = [
         {"stem": stem, "png": f"{stem}.png", "svg": f"{stem}.svg", "caption": caption}
@@ -111,7 +112,9 @@ def mse_figure(study: SingleScanStudy, stem: str | Path) -> None:
     save_both(figure, stem)
 
 
-def inversion_grid(study: SingleScanStudy, energy_max: float, stem: str | Path) -> None:
+def inversion_grid(
+    study: SingleScanStudy, energy_max: float, stem: str | Path, scale: MapScale | None = None
+) -> None:
     """Rows: all orientations, best, median, worst; columns: input on the model grid, VAE
     reconstruction (VAE models), input with the inferred dispersion (white; refined: red)."""
     bundle = study.bundle
@@ -136,7 +139,7 @@ def inversion_grid(study: SingleScanStudy, energy_max: float, stem: str | Path) 
         len(rows), columns, figsize=(PAGE_WIDTH, 2.8 * len(rows)), squeeze=False
     )
     for axes_row, (name, title, result) in zip(axes, rows, strict=True):
-        draw_path_map(axes_row[0], path, energy, result.image, (), f"{title}\ninput")
+        draw_path_map(axes_row[0], path, energy, result.image, (), f"{title}\ninput", scale=scale)
         if vae:
             draw_path_map(axes_row[1], path, energy, result.reconstruction, (), "reconstruction")
         frequencies = basis.frequencies(result.theta)
@@ -144,7 +147,9 @@ def inversion_grid(study: SingleScanStudy, energy_max: float, stem: str | Path) 
         if study.refinement is not None and name in study.refinement:
             refined = basis.frequencies(study.refinement[name].theta)
             lines.append(Lines(refined, "refined", REFINED_COLOUR))
-        draw_path_map(axes_row[-1], path, energy, result.image, lines, "inferred dispersion")
+        draw_path_map(
+            axes_row[-1], path, energy, result.image, lines, "inferred dispersion", scale=scale
+        )
         for axis in axes_row:
             axis.set_ylim(energy[0] - 0.5 * bundle.energy.width, energy_max)
     figure.tight_layout()
