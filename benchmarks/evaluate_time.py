@@ -113,9 +113,10 @@ def main() -> None:
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
 
-    from fcinvert.analysis.evaluate import EvaluationSettings, evaluate
+    from fcinvert.analysis.evaluate import EvaluationSettings
     from fcinvert.errors import FcinvertError
     from fcinvert.models.bundle import find_bundle
+    from fcinvert.report.evaluation import write_evaluation
 
     torch.set_num_threads(args.threads)
     scratch = Path(tempfile.mkdtemp(prefix="fcinvert-evaluate-"))
@@ -129,7 +130,9 @@ def main() -> None:
         which = "untrained, default architectures"
     settings = EvaluationSettings(samples=args.samples)
     start = time.perf_counter()
-    metrics = evaluate("ge", models, data, args.out or scratch / "report", settings=settings)
+    metrics = write_evaluation(
+        "ge", models, data, args.out or scratch / "report", settings=settings
+    )
     total = time.perf_counter() - start
     parts = metrics["timing_s"]
     print(

@@ -51,11 +51,12 @@ def main() -> None:
 
     from fcinvert.data.spectrum_file import Spectrum, write_spectrum
     from fcinvert.errors import FcinvertError
-    from fcinvert.inversion.invert import invert_spectrum, model_material, reciprocal_basis
+    from fcinvert.inversion.invert import invert_spectrum, model_material
     from fcinvert.inversion.resample import resample
     from fcinvert.models.bundle import find_bundle, load_bundle
     from fcinvert.physics.dynamics import dynamics_basis
     from fcinvert.physics.material import EnergyGrid
+    from fcinvert.physics.reciprocal import reciprocal_basis
     from fcinvert.physics.spectra import render
 
     torch.set_num_threads(args.threads)
@@ -84,7 +85,7 @@ def main() -> None:
     on_grid = render(dynamics_basis(fcspace, qpoints).frequencies(theta), grid)
     fine = render(dynamics_basis(fcspace, fine_q).frequencies(theta), fine_grid)
     spectrum = Spectrum(fine, fine_grid.centres, fine_q, "ge")
-    reciprocal = reciprocal_basis(material)
+    reciprocal = reciprocal_basis(material.atoms.cell[:])
 
     def resample_and_predict() -> None:
         image, _ = resample(fine, fine_q, fine_grid.centres, qpoints, grid, reciprocal)

@@ -64,7 +64,7 @@ from fcinvert.physics.material import (
     load_material,
     sample_path,
 )
-from fcinvert.physics.reciprocal import laue_rotations
+from fcinvert.physics.reciprocal import laue_rotations, reciprocal_basis
 
 # Euphonic warns once per call when torch's OpenMP is loaded too; it then runs serially,
 # which is what a benchmark on a shared CPU wants anyway.
@@ -518,7 +518,7 @@ class Simulated:
 def zone_centres(material: Material, count: int) -> np.ndarray:
     """One reduced G (int) from each of the ``count`` Laue orbits of shortest |G| (G ≠ 0):
     (count, 3). S(G + Rq) summed over the rotations R is the same for every G of an orbit."""
-    reciprocal = np.linalg.inv(material.atoms.cell[:]).T  # rows b_i, 1/Å without 2π
+    reciprocal = reciprocal_basis(material.atoms.cell[:])
     reach = 8
     grid = np.arange(-reach, reach + 1)
     points = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), -1).reshape(-1, 3)
@@ -549,7 +549,7 @@ def zone_centres(material: Material, count: int) -> np.ndarray:
 def folded_qpoints(material: Material, qpoints: np.ndarray, zones: np.ndarray) -> np.ndarray:
     """Q = G + R q (reduced) for every q (nq, 3), zone G (nz, 3) and Laue rotation R:
     (nq, nz · n_rotations, 3)."""
-    reciprocal = np.linalg.inv(material.atoms.cell[:]).T
+    reciprocal = reciprocal_basis(material.atoms.cell[:])
     rotations = laue_rotations(material)
     rotated = np.einsum("rij,qj->qri", rotations, qpoints @ reciprocal) @ np.linalg.inv(reciprocal)
     folded = zones[None, :, None, :] + rotated[:, None, :, :]

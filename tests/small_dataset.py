@@ -38,8 +38,7 @@ def small_grid(
 ) -> tuple[np.ndarray, EnergyGrid]:
     """(q-points (nq, 3), energy grid) of a coarse version of the material's grid."""
     full = material.energy
-    low = full.centres[0] - 0.5 * full.width
-    high = full.centres[-1] + 0.5 * full.width
+    low, high = full.edges[0], full.edges[-1]
     width = (high - low) / bins
     centres = low + width * (np.arange(bins) + 0.5)
     return material.path.qpoints[::q_stride], EnergyGrid(centres, width, full.fwhm0, full.slope)

@@ -19,7 +19,7 @@ from sklearn import metrics as sk
 from small_dataset import write_small_dataset
 from typer.testing import CliRunner
 
-from fcinvert.analysis.evaluate import evaluate
+from fcinvert.analysis.evaluation_metrics import EvaluationMetrics
 from fcinvert.analysis.metrics import ParameterScores, mean_absolute_error, r2_score
 from fcinvert.analysis.noise_grid import (
     NoiseGrid,
@@ -37,6 +37,7 @@ from fcinvert.models.training import TrainConfig, train_model
 from fcinvert.models.vae import VAEConfig
 from fcinvert.physics.dynamics import dynamics_basis
 from fcinvert.physics.spectra import render
+from fcinvert.report.evaluation import write_evaluation
 
 # --- metrics -------------------------------------------------------------------------------
 
@@ -227,8 +228,16 @@ def test_every_figure_is_written(evaluated):
 
 
 def test_metrics_hold_every_key_with_the_right_shapes(evaluated):
-    _, _, metrics, _ = evaluated
+    _, out, metrics, _ = evaluated
     assert set(metrics) == TOP_KEYS
+    assert EvaluationMetrics.from_dict(metrics).to_dict() == metrics  # the typed schema
+    assert (out / metrics["dataset"]).resolve().is_file()  # relative to the report folder
+    for model in metrics["models"].values():
+        assert (out / model["bundle"] / "config.json").is_file()
+    with pytest.raises(FcinvertError, match="metrics version 2"):
+        EvaluationMetrics.from_dict({**metrics, "version": 2}, "m.json")
+    with pytest.raises(FcinvertError, match="not fcinvert evaluation metrics"):
+        EvaluationMetrics.from_dict({"format": "other"}, "m.json")
     k = len(metrics["parameters"])
     assert metrics["fc_labels"] == [f"FC{i}" for i in range(k)] and metrics["test_spectra"] == 24
     assert set(metrics["models"]) == {"vae", "resnet"}
@@ -287,9 +296,9 @@ def test_bad_input_is_one_clear_error(evaluated, tmp_path):
     folder, *_ = evaluated
     data = folder / "ge.h5"
     with pytest.raises(FcinvertError, match="no-such-model: no such model"):
-        evaluate("ge", [folder / "vae", "no-such-model"], data, tmp_path, progress=False)
+        write_evaluation("ge", [folder / "vae", "no-such-model"], data, tmp_path)
     with pytest.raises(FcinvertError, match="a dataset for 'ge', not 'nb'"):
-        evaluate("nb", [folder / "vae"], data, tmp_path, progress=False)
+        write_evaluation("nb", [folder / "vae"], data, tmp_path)
     with pytest.raises(FcinvertError, match="given twice"):
-        evaluate("ge", [folder / "vae", folder / "vae"], data, tmp_path, progress=False)
+        write_evaluation("ge", [folder / "vae", folder / "vae"], data, tmp_path)
     assert not any(tmp_path.iterdir())

@@ -11,7 +11,7 @@ from conftest import reference_theta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fcinvert.data.fold import PathMapper, energy_edges, fold_points, fold_volume
+from fcinvert.data.fold import PathMapper, fold_points, fold_volume
 from fcinvert.data.readers import Points, Volume, dimension_name
 from fcinvert.errors import FcinvertError
 from fcinvert.physics.dynamics import FREQUENCY_TO_MEV
@@ -37,7 +37,7 @@ def phonopy_spectrum(material, fcspace, theta, hkl: np.ndarray) -> np.ndarray:
 
 def star_points(material, rng, count: int) -> tuple[np.ndarray, np.ndarray]:
     """hkl of Q = R (q_p + G) for random path points p, Laue rotations R and zones G."""
-    reciprocal = reciprocal_basis(material)
+    reciprocal = reciprocal_basis(material.atoms.cell[:])
     rotations = laue_rotations(material)
     p = rng.integers(0, len(material.path.qpoints), count)
     zones = rng.integers(-3, 4, (count, 3))
@@ -86,7 +86,7 @@ def test_matches_are_laue_invariant(seed) -> None:
     hkl, _ = star_points(material, rng, 20)
     hkl = hkl + 0.01 * rng.standard_normal(hkl.shape)
     reduced = hkl_to_reduced(material, hkl)
-    reciprocal = reciprocal_basis(material)
+    reciprocal = reciprocal_basis(material.atoms.cell[:])
     rotation = mapper.rotations[rng.integers(0, len(mapper.rotations))]
     moved = (reduced @ reciprocal) @ rotation.T @ np.linalg.inv(reciprocal) + rng.integers(-2, 3, 3)
     first = mapper.match(hkl)
@@ -105,7 +105,7 @@ def grid_volume(material, values_of, low=-0.05, high=1.05, step=0.05) -> Volume:
     names = [dimension_name(np.eye(3)[i], "HKL"[i]) for i in range(3)] + ["DeltaE"]
     return Volume(
         signal=values.reshape(count, count, count, -1),
-        edges=[edges, edges, edges, energy_edges(material)],
+        edges=[edges, edges, edges, material.energy.edges],
         projection=np.eye(3),
         names=names,
     )
@@ -162,7 +162,7 @@ def x_point_volume(material, data, norm) -> Volume:
     names = ["[H,0,0]", "[0,K,0]", "[0,0,L]", "DeltaE"]
     return Volume(
         signal=signal,
-        edges=[h, k, k, energy_edges(material)],
+        edges=[h, k, k, material.energy.edges],
         projection=np.eye(3),
         names=names,
         normalisation=weight,

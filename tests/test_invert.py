@@ -14,17 +14,14 @@ from small_dataset import run_cli, trained_models
 
 from fcinvert.data.spectrum_file import Spectrum, read_spectrum, write_spectrum
 from fcinvert.errors import FcinvertError
-from fcinvert.inversion.invert import (
-    instability_note,
-    invert_spectrum,
-    reciprocal_basis,
-)
+from fcinvert.inversion.invert import instability_note, invert_spectrum
 from fcinvert.inversion.pipeline import infer
 from fcinvert.inversion.resample import default_tolerance, resample
 from fcinvert.inversion.result_file import write_inference
 from fcinvert.models.bundle import find_bundle, load_bundle
 from fcinvert.physics.dynamics import dynamics_basis
 from fcinvert.physics.material import EnergyGrid
+from fcinvert.physics.reciprocal import reciprocal_basis
 from fcinvert.physics.spectra import render
 
 
@@ -47,7 +44,7 @@ def test_resample_on_the_model_grid_is_the_identity(ge):
     image = np.random.default_rng(0).random((len(qpoints), 30))
     image[3, 4] = np.nan
     out, coverage = resample(
-        image, qpoints, energy.centres, qpoints, energy, reciprocal_basis(material)
+        image, qpoints, energy.centres, qpoints, energy, reciprocal_basis(material.atoms.cell[:])
     )
     np.testing.assert_array_equal(out, image)
     assert coverage.outside_pixels == 0 and coverage.unmeasured_model_pixels == 1
@@ -56,7 +53,7 @@ def test_resample_on_the_model_grid_is_the_identity(ge):
 
 def test_resample_interpolates_energy_linearly_and_counts_what_is_outside(ge):
     material, _ = ge
-    reciprocal = reciprocal_basis(material)
+    reciprocal = reciprocal_basis(material.atoms.cell[:])
     model_q, model_e = material.path.qpoints[::10], grid(30, 0.0, 60.0)
     fine = np.linspace(-10.0, 45.0, 111)  # starts below the window, ends inside it
     rng = np.random.default_rng(1)
@@ -78,7 +75,7 @@ def test_resample_interpolates_energy_linearly_and_counts_what_is_outside(ge):
 @given(keep=st.lists(st.booleans(), min_size=20, max_size=20), twice=st.booleans())
 def test_resample_averages_repeats_and_leaves_missing_q_unmeasured(ge, keep, twice):
     material, _ = ge
-    reciprocal = reciprocal_basis(material)
+    reciprocal = reciprocal_basis(material.atoms.cell[:])
     model_q, energy = material.path.qpoints[::10], grid(12)
     values = np.arange(len(model_q) * 12, dtype=float).reshape(len(model_q), 12)
     chosen, missing = np.flatnonzero(keep), np.flatnonzero(~np.array(keep))
@@ -95,7 +92,7 @@ def test_resample_averages_repeats_and_leaves_missing_q_unmeasured(ge, keep, twi
 def test_default_tolerance_reaches_every_point_of_the_path(ge):
     material, _ = ge
     path = material.path
-    reciprocal = reciprocal_basis(material)
+    reciprocal = reciprocal_basis(material.atoms.cell[:])
     t = np.random.default_rng(2).random((len(path.qpoints) - 1, 1))
     between = path.qpoints[:-1] + t * np.diff(path.qpoints, axis=0)  # anywhere along the path
     between = np.delete(between, [b - 1 for b in path.breaks], axis=0)  # not across a break

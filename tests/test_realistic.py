@@ -174,7 +174,7 @@ def test_resample_onto_its_own_path_leaves_no_column_empty(name, request):
     material, _ = request.getfixturevalue(name)
     qpoints, energy = material.path.qpoints, material.energy
     image = np.random.default_rng(0).random((len(qpoints), len(energy.centres)))
-    reciprocal = reciprocal_basis(material)
+    reciprocal = reciprocal_basis(material.atoms.cell[:])
     same = np.linalg.norm((qpoints[:, None] - qpoints[None]) @ reciprocal, axis=-1) < 1e-9
     image = same @ image / same.sum(axis=1, keepdims=True)  # one value per place, as measured
     out, coverage = resample(image, qpoints, energy.centres, qpoints, energy, reciprocal)

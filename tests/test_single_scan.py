@@ -23,6 +23,7 @@ from fcinvert.analysis.single_scan import (
     run_single_scan,
     training_box,
 )
+from fcinvert.analysis.single_scan_results import SingleScanResults
 from fcinvert.cli.measure import measure
 from fcinvert.data.dataset import read_dataset
 from fcinvert.data.spectrum_file import Spectrum, read_spectrum, write_spectrum
@@ -136,6 +137,8 @@ def test_cli_writes_the_report_and_refines(models, scans, tmp_path: Path, monkey
     page = (out / "index.html").read_text()
     assert "best" in page and "results.json" in page and "inversions.png" in page
     assert results["summary"]["n_inverted"] == 5 and results["truth_known"]
+    assert SingleScanResults.from_dict(results).to_dict() == results  # the typed schema
+    assert (out / results["scans_folder"]).resolve() == scans.resolve()  # relative to the report
     scans_mse = [row["mse_standardised"] for row in results["scans"]]
     assert results["picks"]["worst"]["mse_standardised"] == max(scans_mse)
     refined = results["refinement"]["all"]

@@ -1,13 +1,25 @@
-"""Atomic file writes: a reader never sees a half-written file, a failed write loses nothing."""
+"""File input and output: atomic writes (a reader never sees a half-written file, a failed write
+loses nothing), and JSON, pydantic and HDF5 reads whose every failure is one line naming the
+file."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fcinvert.errors import FcinvertError
+
+if TYPE_CHECKING:
+    import h5py
+    from pydantic import BaseModel
+
+    Model = TypeVar("Model", bound=BaseModel)
 
 
 @contextlib.contextmanager
@@ -85,3 +97,56 @@ def atomic_write_text(target: str | Path, text: str) -> None:
     """Write ``text`` to ``target`` atomically."""
     with atomic_path(target) as temporary:
         temporary.write_text(text)
+
+
+def relative_path(path: str | Path, folder: str | Path) -> str:
+    """``path`` relative to ``folder`` (a report names its inputs so that the report can move
+    with them); a name that is no existing path is returned as it is."""
+    if not Path(path).exists():
+        return str(path)
+    return os.path.relpath(Path(path).resolve(), Path(folder).resolve())
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> Any:
+    """The content of the JSON file ``path``; a missing, unreadable or malformed file is one
+    FcinvertError line naming it (``what``: what the file should be)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FcinvertError(f"{path}: no such {what}")
+    try:
+        return json.loads(path.read_text())
+    except RecursionError:
+        raise FcinvertError(f"{path}: unreadable (JSON nested too deeply)") from None
+    except (OSError, ValueError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise FcinvertError(f"{path}: not a readable {what} ({first})") from None
+
+
+def validated(model: type[Model], content: Any, path: str | Path) -> Model:
+    """``content`` checked by the pydantic ``model``; the first problem is one FcinvertError
+    line naming the file and the field."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(content)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise FcinvertError(f"{path}: {where}: {first['msg']}") from None
+
+
+def open_hdf5(path: str | Path, what: str = "HDF5 file") -> h5py.File:
+    """``path`` opened read-only (use it as a context manager); a missing file, or one that is
+    not HDF5 (truncated, another format), is one FcinvertError line naming it."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise FcinvertError(f"{path}: no such {what}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        reason = str(error).split("(")[0].strip() or "unreadable"
+        raise FcinvertError(
+            f"{path}: not a readable HDF5 file ({reason}: truncated or another format)"
+        ) from None

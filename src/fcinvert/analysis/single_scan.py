@@ -32,14 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import h5py
 import numpy as np
 
-from fcinvert import __version__
+from fcinvert.analysis.single_scan_results import SingleScanResults
 from fcinvert.data.spectrum_file import Spectrum, read_spectrum
 from fcinvert.errors import FcinvertError
 from fcinvert.inversion.invert import InversionResult, invert_spectrum, model_material
 from fcinvert.inversion.refine import RefineResult, refine_spectrum
+from fcinvert.iohelpers import open_hdf5
 from fcinvert.models.bundle import ModelBundle
 from fcinvert.physics.dynamics import DynamicsBasis, dynamics_basis
 
@@ -47,7 +47,6 @@ Ranking = Literal["standardised", "raw"]
 RANKINGS = ("standardised", "raw")
 PICKS = ("best", "median", "worst")
 LISTING = "scans.json"
-RESULTS_FORMAT = "fcinvert-single-scan"
 #: √3: a uniform distribution of standard deviation s spans mean ± √3 s
 UNIFORM_HALF_WIDTH = float(np.sqrt(3.0))
 
@@ -101,11 +100,8 @@ def read_scan_folder(folder: str | Path) -> ScanFolder:
 
 def _recorded_parameters(path: Path) -> dict[str, float] | None:
     """θ by name from a spectrum file's ``parameters`` attribute (JSON), or None."""
-    try:
-        with h5py.File(path, "r") as handle:
-            text = handle.attrs.get("parameters")
-    except OSError:
-        raise FcinvertError(f"{path}: not a readable HDF5 spectrum file") from None
+    with open_hdf5(path, "spectrum file") as handle:
+        text = handle.attrs.get("parameters")
     if text is None:
         return None
     text = text.decode() if isinstance(text, bytes) else str(text)
@@ -400,8 +396,8 @@ def _statistics(values: np.ndarray) -> dict[str, float | None]:
     }
 
 
-def study_results(study: SingleScanStudy) -> dict:
-    """Every number of the study as a JSON-ready dict (the content of results.json)."""
+def study_results(study: SingleScanStudy) -> SingleScanResults:
+    """Every number of the study (the content of results.json)."""
     bundle, full, selected = study.bundle, study.full, study.selected
     scaler = bundle.scaler
     reference = np.array(bundle.config.reference, dtype=float)
@@ -487,31 +483,28 @@ def study_results(study: SingleScanStudy) -> dict:
                 "ml_versus_truth": versus_truth(start.theta),
                 "refined_versus_truth": versus_truth(fit.theta),
             }
-    return {
-        "format": RESULTS_FORMAT,
-        "version": 1,
-        "fcinvert_version": __version__,
-        "material": full.material.name,
-        "scans_folder": str(study.scans.folder),
-        "all_orientations_file": study.scans.combined.name,
-        "model": {
+    return SingleScanResults(
+        material=full.material.name,
+        scans_folder=str(study.scans.folder),
+        all_orientations_file=study.scans.combined.name,
+        model={
             "path": study.model,
             "architecture": bundle.architecture,
             "latent_samples": study.n_samples if bundle.architecture == "vae" else None,
             "seed": study.seed,
             "grid": list(bundle.shape),
         },
-        "unit": "eV/Å²",
-        "mse_definition": (
+        unit="eV/Å²",
+        mse_definition=(
             "mean over the selected parameters of ((θ_scan − θ_all) / s)² (standardised, s the "
             "training scaler's std) or of (θ_scan − θ_all)² in (eV/Å²)² (raw)"
         ),
-        "ranked_by": study.ranked_by,
-        "fc_labels": study.fc_labels,
-        "parameters": parameters,
-        "training_box_source": study.box.source,
-        "truth_known": truth is not None,
-        "all_orientations": {
+        ranked_by=study.ranked_by,
+        fc_labels=study.fc_labels,
+        parameters=parameters,
+        training_box_source=study.box.source,
+        truth_known=truth is not None,
+        all_orientations={
             "theta": _numbers(full.theta[selected]),
             "std": _numbers(full.std[selected]),
             "measured_fraction_model_grid": study.measured_fraction(full),
@@ -520,13 +513,13 @@ def study_results(study: SingleScanStudy) -> dict:
             "dispersion_rms_reference_meV": dispersion_rms(basis, full.theta, reference),
             "latent_mean": _latent(bundle, full),
         },
-        "scans": rows,
-        "skipped": [
+        scans=rows,
+        skipped=[
             {"file": study.scans.files[i].name, "psi_deg": float(study.scans.psi[i]), "reason": why}
             for i, why in study.skipped
         ],
-        "picks": picks,
-        "summary": {
+        picks=picks,
+        summary={
             "n_scans": len(study.scans.files),
             "n_inverted": len(study.results),
             "mse_standardised": _statistics(study.mse_standardised),
@@ -538,6 +531,6 @@ def study_results(study: SingleScanStudy) -> dict:
                 np.std(theta, axis=0) / (study.box.high - study.box.low)
             ),
         },
-        "refinement": refinement,
-        "timing_s": dict(study.seconds),
-    }
+        refinement=refinement,
+        timing_s=dict(study.seconds),
+    )

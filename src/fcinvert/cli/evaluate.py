@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fcinvert import validate
+from fcinvert.cli.progress import stage_progress
 from fcinvert.errors import FcinvertError
 
 console = Console(stderr=True)
@@ -34,7 +35,7 @@ def evaluate(
 ) -> None:
     """Reconstructions, accuracy, the noise grid and the latent space of trained models."""
     from fcinvert.analysis.evaluate import EvaluationSettings
-    from fcinvert.analysis.evaluate import evaluate as run_evaluation
+    from fcinvert.report.evaluation import write_evaluation
 
     given = [*(models or []), *context.args]
     if not given:
@@ -50,7 +51,8 @@ def evaluate(
     for path in measured or []:
         validate.input_file(path, "--measured")
     settings = EvaluationSettings(samples=samples, seed=seed, limit=limit)
-    metrics = run_evaluation(material, given, data, out, measured or [], settings)
+    with stage_progress(console) as progress:
+        metrics = write_evaluation(material, given, data, out, measured or [], settings, progress)
     noise = metrics["noise"]
     snr = Table(title="SNR per noise setting (rows: background B, columns: peak counts P)")
     snr.add_column("B \\ P")

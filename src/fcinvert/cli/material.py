@@ -79,11 +79,13 @@ def show(
         return
     console.print(f"[bold]{summary['name']}[/bold]  ({summary['folder']})")
     cell = np.array(summary["cell"])
+    orbits = max((p["shell"] for p in summary["parameters"]), default=0)
     console.print(f"cell (Å): {np.array2string(cell, precision=4)}")
     console.print(f"atoms: {' '.join(summary['symbols'])}  masses (amu): {summary['masses']}")
     console.print(
         f"FC supercell: {summary['supercell_matrix'][0][0]}×{summary['supercell_matrix'][1][1]}"
-        f"×{summary['supercell_matrix'][2][2]}, {summary['shells']} shells, cutoff "
+        f"×{summary['supercell_matrix'][2][2]}, {summary['shells']} distance shells "
+        f"({orbits} orbits: shell1…shell{orbits}), cutoff "
         f"{summary['cutoff_A']:.3f} Å"
     )
     labels = " ".join(f"{label}({i})" for i, label in summary["path"]["labels"])

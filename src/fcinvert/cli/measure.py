@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -13,9 +13,16 @@ from rich.console import Console
 from rich.table import Table
 
 from fcinvert import validate
+from fcinvert.cli.map_options import (
+    CmapOption,
+    ColourNormOption,
+    NormOption,
+    VmaxOption,
+    VminOption,
+    map_scale,
+)
 from fcinvert.cli.progress import stage_progress
 from fcinvert.data.fold import DEFAULT_PERPENDICULAR, FoldResult, fold_points, fold_volume
-from fcinvert.data.measurement import parse_orientations, signal_to_noise, simulate_scans
 from fcinvert.data.readers import Volume, read_measurement, write_savemd
 from fcinvert.data.spectrum_file import write_spectrum
 from fcinvert.errors import FcinvertError
@@ -24,7 +31,9 @@ from fcinvert.physics.fcspace import build_fcspace
 from fcinvert.physics.instrument import Orientation, Spectrometer
 from fcinvert.physics.material import Material, load_material
 from fcinvert.physics.reciprocal import conventional_lattice
-from fcinvert.physics.structure_factor import StructureFactorModel
+
+if TYPE_CHECKING:
+    from fcinvert.report.figures import MapScale
 
 console = Console(stderr=True)
 
@@ -66,10 +75,13 @@ def print_coverage(result: FoldResult, shown: int = 8) -> None:
         )
 
 
-def _plot(material: Material, spectrum, title: str, out: Path) -> None:
+def _plot(material: Material, spectrum, title: str, out: Path, scale: MapScale | None) -> None:
     from fcinvert.report.figures import spectrum_figure
 
-    spectrum_figure(material.path, spectrum.energy, spectrum.intensity, None, title, out)
+    units = "intensity (data units)"
+    spectrum_figure(
+        material.path, spectrum.energy, spectrum.intensity, None, title, out, scale, units
+    )
     console.print(f"wrote {out}")
 
 
@@ -88,6 +100,10 @@ def fold(
     u: Annotated[str | None, typer.Option(help="NXSPE: hkl along the beam at ψ = 0")] = None,
     v: Annotated[str | None, typer.Option(help="NXSPE: hkl in the horizontal plane")] = None,
     psi: Annotated[float | None, typer.Option(help="NXSPE: ψ in degrees (default: file)")] = None,
+    colour_norm: ColourNormOption = "power",
+    vmin: VminOption = None,
+    vmax: VmaxOption = None,
+    cmap: CmapOption = "viridis",
 ) -> None:
     """Fold a measured S(Q, E) onto the material's path and energy grid."""
     validate.output_file(out, "--out")
@@ -97,6 +113,7 @@ def fold(
     validate.finite(width, "--width", above=0.0)
     if psi is not None:
         validate.finite(psi, "--psi")
+    scale = map_scale(colour_norm, vmin, vmax, cmap) if plot else None
     loaded = load_material(material)
     measurement = read_measurement(
         data, norm, conventional_lattice(loaded), parse_vector(u, "u"), parse_vector(v, "v"), psi
@@ -111,7 +128,7 @@ def fold(
     print_coverage(result)
     console.print(f"wrote {out} (folded in {result.seconds:.1f} s)")
     if plot:
-        _plot(loaded, result.spectrum, f"{loaded.name}: folded {data.name}", plot)
+        _plot(loaded, result.spectrum, f"{loaded.name}: folded {data.name}", plot, scale)
 
 
 def measure(
@@ -137,10 +154,16 @@ def measure(
         bool, typer.Option(help="also write the 4-D data/normalisation pair (SaveMD layout)")
     ] = False,
     plot: Annotated[bool, typer.Option(help="write all.png")] = True,
+    norm: NormOption = "power",
+    vmin: VminOption = None,
+    vmax: VmaxOption = None,
+    cmap: CmapOption = "viridis",
 ) -> None:
     """Simulate ToF scans (ARCS-like) of a material: one spectrum file per orientation, all.h5
     for all of them together, scans.json listing them."""
     from fcinvert.cli.simulate import read_parameters
+    from fcinvert.data.measurement import parse_orientations, signal_to_noise, simulate_scans
+    from fcinvert.physics.structure_factor import StructureFactorModel
 
     validate.output_folder(out, "--out")
     validate.input_file(params, "--params")
@@ -152,6 +175,7 @@ def measure(
     validate.finite(width, "--width", above=0.0)
     validate.finite(pixel, "--pixel", above=0.0)
     validate.integer(seed, "--seed", minimum=0)
+    scale = map_scale(norm, vmin, vmax, cmap) if plot else None
     loaded = load_material(material)
     fcspace = build_fcspace(loaded)
     base = fcspace.theta_from_dict(loaded.require_reference(), np.zeros(fcspace.n_params))
@@ -235,6 +259,7 @@ def measure(
             combined.spectrum,
             f"{loaded.name}: {len(listing)} orientations, Ei {ei:g} meV",
             out / "all.png",
+            scale,
         )
 
 

@@ -5,6 +5,7 @@ torch and Lightning are imported inside the commands, so other commands start fa
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fcinvert import validate
+from fcinvert.cli.map_options import CmapOption, NormOption, VmaxOption, VminOption, map_scale
 
 console = Console(stderr=True)
 #: what ``train --accelerator`` accepts (Lightning's names for one device)
@@ -161,17 +163,20 @@ def invert(
         Literal["free", "fast"],
         typer.Option(help="refinement's branch intensities: free per branch, or equal (paper)"),
     ] = "free",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the result JSON on stdout instead of the table")
+    ] = False,
+    norm: NormOption = "power",
+    vmin: VminOption = None,
+    vmax: VmaxOption = None,
+    cmap: CmapOption = "viridis",
 ) -> None:
     """Infer force constants, with intervals, from a spectrum."""
     from fcinvert.data.spectrum_file import read_spectrum
-    from fcinvert.errors import FcinvertError
-    from fcinvert.inversion.invert import model_material
+    from fcinvert.inversion.invert import inversion_setup
     from fcinvert.inversion.pipeline import infer
-    from fcinvert.inversion.plot import inversion_figure
     from fcinvert.inversion.result_file import write_inference
-    from fcinvert.models.bundle import find_bundle, load_bundle
-    from fcinvert.physics.fcspace import build_fcspace
-    from fcinvert.physics.material import load_material
+    from fcinvert.report.inversion_figure import inversion_figure
 
     validate.output_file(out, "--out")
     validate.figure_file(plot)
@@ -180,41 +185,25 @@ def invert(
     validate.integer(samples, "--samples", minimum=1)
     if q_tolerance is not None:
         validate.finite(q_tolerance, "--q-tolerance", above=0.0)
+    scale = map_scale(norm, vmin, vmax, cmap) if plot else None
     measured = read_spectrum(spectrum)
-    bundle, model_path = None, ""
-    if model is not None or material is None:
-        name = model or measured.material
-        if not name:
-            raise FcinvertError(
-                f"{spectrum}: names no material; choose --model, or --material to refine"
-            )
-        bundle, model_path = load_bundle(name), str(find_bundle(name))
-        context = model_material(bundle)
-        if material is not None and load_material(material).name != context[0].name:
-            raise FcinvertError(
-                f"--material {material} and --model {model} (for '{context[0].name}') disagree"
-            )
-    else:
-        chosen = load_material(material)
-        if measured.material and measured.material != chosen.name:
-            raise FcinvertError(
-                f"{spectrum}: a spectrum of '{measured.material}', but --material is "
-                f"'{chosen.name}'"
-            )
-        context = chosen, build_fcspace(chosen)
-        refine = True
+    setup = inversion_setup(measured, str(spectrum), model, material, refine)
+    bundle = setup.bundle
     inference = infer(
         measured,
-        *context,
+        setup.material,
+        setup.fcspace,
         bundle,
-        refine=refine,
+        refine=setup.refine,
         intensities=intensities,
         n_samples=samples,
         seed=seed,
         tolerance=q_tolerance,
         source=str(spectrum),
     )
-    content = write_inference(inference, out, fc_out, source=str(spectrum), model=model_path)
+    content = write_inference(inference, out, fc_out, source=str(spectrum), model=setup.model_path)
+    if as_json:
+        print(json.dumps(content, ensure_ascii=False))
     if inference.ml is not None:
         coverage = inference.ml.coverage
         console.print(
@@ -222,7 +211,8 @@ def invert(
             f"model's path, {coverage.off_energy_pixels} outside its energy window; "
             f"{coverage.unmeasured_model_pixels}/{coverage.model_pixels} model pixels unmeasured"
         )
-    _print_parameters(content, inference.material.name)
+    if not as_json:
+        _print_parameters(content, inference.material.name)
     for note in inference.notes:
         console.print(f"note: {note}")
     if plot:
@@ -233,25 +223,39 @@ def invert(
             measured.energy,
             plot,
             title=f"{spectrum.name}: {inference.material.name}, {how}",
+            scale=scale,
+            truth=measured.frequencies,
         )
         console.print(f"wrote {plot}")
     console.print(f"wrote {out} and {content['force_constants']['force_constants']}")
 
 
+def short_name(name: str) -> str:
+    """A parameter's name without its bond vector: ``shell1_(0.25,0.25,0.25)_xy`` → ``shell1
+    xy`` (species kept: ``shell1_Ga-As_(…)_xx`` → ``shell1 Ga-As xx``); unique, since each
+    shell names one pair."""
+    parts = name.split("_")
+    species = [p for p in parts[1:-1] if not p.startswith("(")]
+    return " ".join([parts[0], *species, parts[-1]])
+
+
 def _print_parameters(content: dict, material: str) -> None:
-    """The parameter table, one row per parameter, shell names kept whole."""
-    table = Table(title=f"{material}: force constants (eV/Å²)")
+    """The parameter table in 80 columns: FC index, short name, value ± σ, determined, source
+    (the full names and intervals are in the result JSON)."""
+    table = Table(title=f"{material}: force constants (eV/Å²)", caption="± σ; full names in --out")
+    table.add_column("FC", justify="right", no_wrap=True)
     table.add_column("parameter", no_wrap=True)
-    for column in ("value", "std", "5–95 %", "determined"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for row in content["parameters"]:
-        interval = row["interval_5_95"]
+    table.add_column("value ± σ", justify="right", no_wrap=True)
+    table.add_column("determined", no_wrap=True)
+    table.add_column("from", no_wrap=True)
+    for index, row in enumerate(content["parameters"]):
+        sigma = "" if row["std"] is None else f" ± {row['std']:.4f}"
         table.add_row(
-            row["name"],
-            f"{row['value']:.4f}",
-            "—" if row["std"] is None else f"{row['std']:.4f}",
-            "—" if interval is None else f"{interval[0]:.3f} … {interval[1]:.3f}",
+            str(index),
+            short_name(row["name"]),
+            f"{row['value']:+.4f}{sigma}",
             "yes" if row["determined"] else "no (prior)",
+            "refined" if row["source"] == "refined" else "ML",
         )
     console.print(table)
 

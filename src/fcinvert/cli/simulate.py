@@ -10,31 +10,20 @@ import typer
 from rich.console import Console
 
 from fcinvert import validate
-from fcinvert.data.spectrum_file import write_spectrum
+from fcinvert.cli.map_options import CmapOption, NormOption, VmaxOption, VminOption, map_scale
 from fcinvert.errors import FcinvertError
-from fcinvert.physics.export import write_phonopy_files
-from fcinvert.physics.fcspace import build_fcspace
-from fcinvert.physics.material import load_material
-from fcinvert.report.figures import spectrum_figure
-from fcinvert.simulate import imaginary_modes, simulate_spectrum
 
 console = Console(stderr=True)
 
 
 def read_parameters(path: Path) -> dict[str, float]:
     """``{"parameters": {name: value}}`` from a JSON file."""
+    from fcinvert.iohelpers import read_json
+
+    content = read_json(path, "parameter file")
     try:
-        content = json.loads(path.read_text())
         values = content["parameters"]
         return {str(k): float(v) for k, v in values.items()}
-    except FileNotFoundError:
-        raise FcinvertError(f"{path}: no such parameter file") from None
-    except IsADirectoryError:
-        raise FcinvertError(f"{path}: a folder, not a parameter file") from None
-    except OSError as error:
-        raise FcinvertError(f"{path}: cannot read ({error.strerror})") from None
-    except RecursionError:
-        raise FcinvertError(f"{path}: JSON nested too deeply") from None
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise FcinvertError(
             f'{path}: expected {{"parameters": {{name: number, ...}}}} ({error})'
@@ -55,8 +44,19 @@ def simulate(
         str, typer.Option(help="physical: auto | |Q| radius 1/Å | hkl list '2,2,0;1,1,1'")
     ] = "auto",
     ei: Annotated[float | None, typer.Option(help="physical, zones auto: Ei in meV")] = None,
+    norm: NormOption = "power",
+    vmin: VminOption = None,
+    vmax: VmaxOption = None,
+    cmap: CmapOption = "viridis",
 ) -> None:
     """Simulate I(q, E) on the material's path; parameters not given keep their reference."""
+    from fcinvert.data.spectrum_file import write_spectrum
+    from fcinvert.physics.export import write_phonopy_files
+    from fcinvert.physics.fcspace import build_fcspace
+    from fcinvert.physics.material import load_material
+    from fcinvert.report.figures import spectrum_figure
+    from fcinvert.simulate import imaginary_modes, simulate_spectrum
+
     validate.output_file(out, "--out")
     validate.figure_file(plot)
     validate.output_folder(export_fc, "--export-fc")
@@ -65,12 +65,14 @@ def simulate(
     validate.temperature(temperature)
     if ei is not None:
         validate.finite(ei, "--ei", above=0.0)
+    scale = map_scale(norm, vmin, vmax, cmap) if plot else None
     loaded = load_material(material)
     fcspace = build_fcspace(loaded)
     reference = loaded.require_reference()
     base = fcspace.theta_from_dict(reference, base=[0.0] * fcspace.n_params)
+    given = read_parameters(params) if params else {}
     try:
-        theta = fcspace.theta_from_dict(read_parameters(params) if params else {}, base)
+        theta = fcspace.theta_from_dict(given, base)
     except FcinvertError as error:
         raise FcinvertError(f"{params}: {error}") from None
     spectrum = simulate_spectrum(loaded, fcspace, theta)
@@ -89,8 +91,16 @@ def simulate(
     console.print(f"wrote {out}: {spectrum.intensity.shape[0]} q × {spectrum.intensity.shape[1]} E")
     if plot:
         title = f"{loaded.name}: {'physical' if physical else 'fast-model'} I(q, E)"
+        units = "S(Q, E) (arb. units)" if physical else "I(q, E) (1/meV)"
         spectrum_figure(
-            loaded.path, spectrum.energy, spectrum.intensity, spectrum.frequencies, title, plot
+            loaded.path,
+            spectrum.energy,
+            spectrum.intensity,
+            spectrum.frequencies,
+            title,
+            plot,
+            scale,
+            units,
         )
         console.print(f"wrote {plot}")
     if export_fc:

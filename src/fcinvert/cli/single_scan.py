@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fcinvert import validate
+from fcinvert.cli.map_options import CmapOption, NormOption, VmaxOption, VminOption, map_scale
 from fcinvert.cli.progress import stage_progress
 from fcinvert.errors import FcinvertError
 
@@ -43,18 +44,23 @@ def single_scan(
             "model records, if present)"
         ),
     ] = None,
+    norm: NormOption = "power",
+    vmin: VminOption = None,
+    vmax: VmaxOption = None,
+    cmap: CmapOption = "viridis",
 ) -> None:
     """Invert each scan alone and all of them together; MSE versus orientation, best, median
     and worst scans, FC values of every scan."""
     import torch
 
     from fcinvert.analysis.single_scan import read_scan_folder, run_single_scan
-    from fcinvert.analysis.single_scan_report import write_report
     from fcinvert.models.bundle import find_bundle, load_bundle
+    from fcinvert.report.single_scan import write_report
 
     if samples < 1:
         raise FcinvertError(f"--samples: must be at least 1, got {samples}")
     validate.output_folder(out, "--out")
+    scale = map_scale(norm, vmin, vmax, cmap)
     validate.input_file(dataset, "--dataset")
     if not scans.is_dir():
         raise FcinvertError(f"{scans}: not a folder of scans (written by 'fcinvert measure')")
@@ -67,7 +73,7 @@ def single_scan(
         study = run_single_scan(
             scans, bundle, str(find_bundle(name)), samples, seed, rank, refine, dataset, progress
         )
-    results = write_report(study, out)
+    results = write_report(study, out, scale)
     table = Table(title=f"{results['material']}: single scans against all orientations")
     for column in ("", "file", "ψ (°)", "MSE std", "MSE raw", "ω RMS to all (meV)"):
         table.add_column(column)

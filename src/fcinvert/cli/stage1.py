@@ -24,8 +24,13 @@ from rich.table import Table
 
 from fcinvert import validate
 from fcinvert.errors import FcinvertError
-from fcinvert.labels.domain import DEGENERATE_HALF_WIDTH, EXPAND_ABOVE, EXPAND_BELOW, Toward
-from fcinvert.labels.sensitivity import DEFAULT_K
+from fcinvert.labels.domain import (
+    DEFAULT_K,
+    DEGENERATE_HALF_WIDTH,
+    EXPAND_ABOVE,
+    EXPAND_BELOW,
+    Toward,
+)
 from fcinvert.physics.material import PIXELS_TARGET, load_material
 
 console = Console()

@@ -42,8 +42,9 @@ import numpy as np
 from fcinvert import __version__, validate
 from fcinvert.data import lzf
 from fcinvert.errors import FcinvertError
-from fcinvert.iohelpers import atomic_path
+from fcinvert.iohelpers import atomic_path, open_hdf5
 from fcinvert.labels.domain import (
+    DEFAULT_K,
     DEGENERATE_HALF_WIDTH,
     EXPAND_ABOVE,
     EXPAND_BELOW,
@@ -54,7 +55,7 @@ from fcinvert.labels.domain import (
     load_ensemble,
     stability_check,
 )
-from fcinvert.labels.sensitivity import DEFAULT_K, compute_sensitivity
+from fcinvert.labels.sensitivity import compute_sensitivity
 from fcinvert.physics.fcspace import build_fcspace
 from fcinvert.physics.material import EnergyGrid, Material, load_material
 from fcinvert.physics.spectra import render
@@ -404,14 +405,7 @@ class StoredDataset:
 def read_dataset(path: str | Path) -> StoredDataset:
     """Open and validate a dataset file; any problem is one FcinvertError line."""
     path = Path(path)
-    if not path.is_file():
-        raise FcinvertError(f"{path}: no such dataset file")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        reason = str(error).split("(")[0].strip() or "unreadable"
-        raise FcinvertError(f"{path}: not a readable HDF5 file ({reason})") from None
-    with handle:
+    with open_hdf5(path, "dataset file") as handle:
         kind = handle.attrs.get("format", "")
         kind = kind.decode() if isinstance(kind, bytes) else str(kind)
         if kind != FORMAT:

@@ -28,6 +28,7 @@ from fcinvert.physics.reciprocal import (
     conventional_lattice,
     conventional_transform,
     laue_rotations,
+    reciprocal_basis,
     reduced_to_hkl,
 )
 
@@ -70,8 +71,8 @@ class PathMapper:
             raise FcinvertError(f"perpendicular width must be positive, got {perpendicular}")
         self.material = material
         self.transform = conventional_transform(material)
-        self.reciprocal = np.linalg.inv(material.atoms.cell[:]).T  # rows b_i, 1/Å (no 2π)
-        conventional = np.linalg.inv(conventional_lattice(material)).T
+        self.reciprocal = reciprocal_basis(material.atoms.cell[:])  # rows b_i, 1/Å (no 2π)
+        conventional = reciprocal_basis(conventional_lattice(material))
         self.rlu = float(np.mean(np.linalg.norm(conventional, axis=1)))  # 1/Å per r.l.u.
         self.width = perpendicular * self.rlu
         self.rotations = laue_rotations(material)
@@ -255,11 +256,6 @@ def energy_overlap(edges_in: np.ndarray, edges_out: np.ndarray) -> np.ndarray:
     return np.clip(high - low, 0.0, None) / np.diff(edges_in)[:, None]
 
 
-def energy_edges(material: Material) -> np.ndarray:
-    grid = material.energy
-    return np.append(grid.centres - 0.5 * grid.width, grid.centres[-1] + 0.5 * grid.width)
-
-
 def fold_volume(
     volume: Volume,
     material: Material,
@@ -288,7 +284,7 @@ def fold_volume(
     variance = None
     if volume.variance is not None:
         variance = np.where(measured, volume.variance.reshape(-1, n_energy_in)[rows], 0.0)
-    overlap = energy_overlap(volume.edges[3], energy_edges(material))
+    overlap = energy_overlap(volume.edges[3], material.energy.edges)
     return _accumulate(
         material,
         matches,
@@ -334,7 +330,7 @@ def check_lattice(volume: Volume, material: Material, tolerance: float = 0.03) -
 
 def _outside_fraction(edges: np.ndarray, material: Material) -> float:
     """Fraction of the input energy range outside the material's window."""
-    window = energy_edges(material)
+    window = material.energy.edges
     inside = np.clip(np.minimum(edges[1:], window[-1]) - np.maximum(edges[:-1], window[0]), 0, None)
     return float(1.0 - inside.sum() / (edges[-1] - edges[0]))
 
@@ -347,7 +343,7 @@ def fold_points(
 ) -> FoldResult:
     """Fold scattered (hkl, E) points (NXSPE detectors, text rows) onto the path."""
     started = time.perf_counter()
-    edges = energy_edges(material)
+    edges = material.energy.edges
     bin_index = np.searchsorted(edges, points.energy, side="right") - 1
     inside = (bin_index >= 0) & (bin_index < len(edges) - 1) & points.measured
     if not np.any(inside):

@@ -319,13 +319,10 @@ class _DenseVolume:
 
     def volume(self, ub: np.ndarray, q_step: float, grid) -> Volume:
         edges = [(self.low[a] + np.arange(self.shape[a] + 1) - 0.5) * q_step for a in range(3)]
-        energy_edges = np.append(
-            grid.centres - 0.5 * grid.width, grid.centres[-1] + 0.5 * grid.width
-        )
         names = [dimension_name(np.eye(3)[a], "HKL"[a]) for a in range(3)] + ["DeltaE"]
         return Volume(
             signal=self.counts,
-            edges=[*edges, energy_edges],
+            edges=[*edges, grid.edges],
             projection=np.eye(3),
             names=names,
             variance=self.counts.copy(),

@@ -281,9 +281,9 @@ def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], n: int) 
 def laue_orbits(material: Material, zones: np.ndarray, radius: float) -> list[np.ndarray]:
     """The Laue orbits among ``zones`` (n, 3) int with |G| ≤ ``radius`` (1/Å), Γ excluded, as
     lists of row indices; each orbit's members are all in ``zones``."""
-    from fcinvert.physics.reciprocal import laue_rotations
+    from fcinvert.physics.reciprocal import laue_rotations, reciprocal_basis
 
-    reciprocal = np.linalg.inv(material.atoms.cell[:]).T
+    reciprocal = reciprocal_basis(material.atoms.cell[:])
     cart = zones @ reciprocal
     rotations = laue_rotations(material)
     images = np.einsum("rji,zj->zri", rotations, cart) @ np.linalg.inv(reciprocal)

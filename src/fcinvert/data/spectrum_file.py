@@ -16,7 +16,7 @@ import numpy as np
 
 from fcinvert import __version__, validate
 from fcinvert.errors import FcinvertError
-from fcinvert.iohelpers import atomic_path
+from fcinvert.iohelpers import atomic_path, open_hdf5
 
 
 @dataclass
@@ -66,15 +66,7 @@ def write_spectrum(path: str | Path, spectrum: Spectrum, attrs: dict | None = No
 def read_spectrum(path: str | Path) -> Spectrum:
     """Read and validate a spectrum file; every problem is one FcinvertError line."""
     path = Path(path)
-    if not path.is_file():
-        raise FcinvertError(f"{path}: no such spectrum file")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError:
-        raise FcinvertError(
-            f"{path}: not a readable HDF5 file (truncated or another format)"
-        ) from None
-    with handle:
+    with open_hdf5(path, "spectrum file") as handle:
         missing = [key for key in ("intensity", "energy", "qpoints") if key not in handle]
         if missing:
             raise FcinvertError(f"{path}: not a spectrum file (missing {', '.join(missing)})")

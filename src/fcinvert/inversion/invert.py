@@ -19,6 +19,7 @@ from fcinvert.models.bundle import ModelBundle
 from fcinvert.physics.dynamics import UNSTABLE_BELOW, DynamicsBasis, dynamics_basis
 from fcinvert.physics.fcspace import FCSpace, build_fcspace
 from fcinvert.physics.material import Material, load_material
+from fcinvert.physics.reciprocal import reciprocal_basis
 
 
 @dataclass
@@ -63,9 +64,50 @@ def model_material(bundle: ModelBundle) -> tuple[Material, FCSpace]:
     return material, fcspace
 
 
-def reciprocal_basis(material: Material) -> np.ndarray:
-    """(3, 3) rows b_i of the standard primitive reciprocal basis, 1/Å without 2π."""
-    return np.linalg.inv(material.atoms.cell[:]).T
+@dataclass(frozen=True)
+class InversionSetup:
+    """What a spectrum is inverted with: the material and FC space, the model (None: refine
+    from the force-field ensemble alone), the model's folder ("" without one) and whether the
+    physics refinement runs."""
+
+    material: Material
+    fcspace: FCSpace
+    bundle: ModelBundle | None
+    model_path: str
+    refine: bool
+
+
+def inversion_setup(
+    spectrum: Spectrum, source: str, model: str | None, material: str | None, refine: bool
+) -> InversionSetup:
+    """Choose the model and material for ``spectrum`` (read from ``source``).
+
+    ``model`` (a bundle folder or shipped name) wins; without it and without ``material`` the
+    spectrum's own material's shipped model is used; ``material`` alone means no model, the
+    refinement from the ensemble (``refine`` is then implied). Both given must agree, and a
+    spectrum that names its material must name this one.
+    """
+    from fcinvert.models.bundle import find_bundle, load_bundle
+
+    if model is not None or material is None:
+        name = model or spectrum.material
+        if not name:
+            raise FcinvertError(
+                f"{source}: names no material; choose --model, or --material to refine"
+            )
+        bundle = load_bundle(name)
+        chosen, fcspace = model_material(bundle)
+        if material is not None and load_material(material).name != chosen.name:
+            raise FcinvertError(
+                f"--material {material} and --model {model} (for '{chosen.name}') disagree"
+            )
+        return InversionSetup(chosen, fcspace, bundle, str(find_bundle(name)), refine)
+    chosen = load_material(material)
+    if spectrum.material and spectrum.material != chosen.name:
+        raise FcinvertError(
+            f"{source}: a spectrum of '{spectrum.material}', but --material is '{chosen.name}'"
+        )
+    return InversionSetup(chosen, build_fcspace(chosen), None, "", True)
 
 
 def instability_note(frequencies: np.ndarray, qpoints: np.ndarray) -> str | None:
@@ -115,7 +157,7 @@ def invert_spectrum(
         spectrum.energy,
         bundle.qpoints,
         bundle.energy,
-        reciprocal_basis(material),
+        reciprocal_basis(material.atoms.cell[:]),
         tolerance,
     )
     if coverage.unmeasured_model_pixels == coverage.model_pixels:

@@ -210,7 +210,7 @@ class SpectrumFit:
         self.sigma_extra = extra_fwhm * FWHM_TO_SIGMA
         self.noise = noise_level(data * weight, measured) if noise is None else noise
         self.data = smooth(data, measured, grid, self.sigma_extra)
-        self.edges = np.append(grid.centres - 0.5 * grid.width, grid.centres[-1] + 0.5 * grid.width)
+        self.edges = grid.edges
         self.centred_data = self._centre(self.data)
         energy = float(np.sum(self.centred_data**2))
         self.prior = prior

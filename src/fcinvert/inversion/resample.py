@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from fcinvert.physics.material import EnergyGrid
+from fcinvert.physics.material import EnergyGrid, Material, QPath
+from fcinvert.physics.reciprocal import reciprocal_basis
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,29 @@ def default_tolerance(qpoints: np.ndarray, reciprocal: np.ndarray) -> float:
         return 1e-3
     regular = steps[steps <= 3.0 * np.median(steps)]
     return 0.5 * float(regular.max())
+
+
+def grid_path(material: Material, qpoints: np.ndarray) -> QPath:
+    """A labelled QPath for q-points (nq, 3): the material's own path when they are its
+    points, else each of the material's labels on the nearest of them (within half the
+    spacing) and breaks where consecutive points jump."""
+    path = material.path
+    if qpoints.shape == path.qpoints.shape and np.allclose(qpoints, path.qpoints, atol=1e-8):
+        return path
+    reciprocal = reciprocal_basis(material.atoms.cell[:])
+    cartesian = qpoints @ reciprocal
+    steps = np.linalg.norm(np.diff(cartesian, axis=0), axis=1)
+    jump = steps > 3.0 * np.median(steps) if len(steps) else np.zeros(0, dtype=bool)
+    breaks = [int(i) + 1 for i in np.flatnonzero(jump)]
+    distances = np.concatenate([[0.0], np.cumsum(np.where(jump, 0.0, steps))])
+    tolerance = default_tolerance(qpoints, reciprocal)
+    labels: dict[int, str] = {}
+    for index, label in path.labels:
+        gaps = np.linalg.norm(cartesian - path.qpoints[index] @ reciprocal, axis=1)
+        nearest = int(gaps.argmin())
+        if gaps[nearest] <= tolerance and nearest not in labels:
+            labels[nearest] = label
+    return QPath(qpoints, distances, sorted(labels.items()), breaks)
 
 
 def resample(
@@ -90,8 +114,7 @@ def resample(
         image = np.where(counts > 0, sums / counts, np.nan)[place_of]
 
     measured = np.isfinite(intensity)
-    low = centres[0] - 0.5 * model_energy.width
-    high = centres[-1] + 0.5 * model_energy.width
+    low, high = model_energy.edges[0], model_energy.edges[-1]
     in_window = (energy >= low) & (energy <= high)
     coverage = Coverage(
         input_pixels=int(measured.sum()),

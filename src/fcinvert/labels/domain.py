@@ -49,6 +49,8 @@ from fcinvert.physics.dynamics import (
 from fcinvert.physics.fcspace import FCSpace
 from fcinvert.physics.material import Material
 
+#: K, the number of most sensitive parameters the domain draws (the rest stay at the reference)
+DEFAULT_K = 8
 EXPAND_BELOW = 0.25
 EXPAND_ABOVE = 1.5
 DEGENERATE_HALF_WIDTH = 0.1

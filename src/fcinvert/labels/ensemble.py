@@ -45,7 +45,6 @@ from fcinvert.physics.material import (
 LABELS_DIR = "labels"
 ENSEMBLE_NAME = "ensemble.json"
 THZ_TO_MEV = get_physical_units().THzToEv * 1000.0
-STATUSES = ("stable", "unstable", "failed")
 
 
 @dataclass(frozen=True)

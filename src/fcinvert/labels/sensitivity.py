@@ -26,6 +26,7 @@ import torch
 
 from fcinvert.errors import FcinvertError
 from fcinvert.labels.domain import (
+    DEFAULT_K,
     DEGENERATE_HALF_WIDTH,
     EXPAND_ABOVE,
     EXPAND_BELOW,
@@ -37,7 +38,6 @@ from fcinvert.physics.dynamics import TorchDynamics, dynamics_basis
 from fcinvert.physics.fcspace import FCSpace
 from fcinvert.physics.material import Material
 
-DEFAULT_K = 8
 MODE_FLOOR = 0.5
 
 

@@ -16,21 +16,20 @@ route is deterministic (one value, no spread).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fcinvert import __version__
 from fcinvert.errors import FcinvertError
-from fcinvert.iohelpers import atomic_path, atomic_write_text
+from fcinvert.iohelpers import atomic_path, atomic_write_text, read_json, validated
 from fcinvert.models.preprocess import InputRule, TargetScaler, input_channels, prepare_input
 from fcinvert.models.regressor import LatentRegressor, RegressorConfig
 from fcinvert.models.resnet import ResNet18, ResNetConfig
@@ -290,19 +289,10 @@ def load_bundle(name_or_folder: str | Path) -> ModelBundle:
     config_file = folder / CONFIG_NAME
     if not config_file.is_file():
         raise FcinvertError(f"{folder}: not a model bundle (no {CONFIG_NAME})")
-    try:
-        content = json.loads(config_file.read_text())
-        if not isinstance(content, dict) or content.get("format") != BUNDLE_FORMAT:
-            raise FcinvertError(f"{config_file}: not an fcinvert model config (format)")
-        config = BundleConfig.model_validate(content)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise FcinvertError(f"{config_file}: {where}: {first['msg']}") from None
-    except (OSError, ValueError) as error:
-        raise FcinvertError(f"{config_file}: unreadable ({error})") from None
-    except RecursionError:
-        raise FcinvertError(f"{config_file}: unreadable (JSON nested too deeply)") from None
+    content = read_json(config_file, "model config")
+    if not isinstance(content, dict) or content.get("format") != BUNDLE_FORMAT:
+        raise FcinvertError(f"{config_file}: not an fcinvert model config (format)")
+    config = validated(BundleConfig, content, config_file)
     _check_consistent(config, config_file)
     networks = build_networks(config)
     for name, network in networks.items():

@@ -106,12 +106,6 @@ class TargetScaler:
         std = theta.std(axis=0)
         return cls(theta.mean(axis=0), np.where(std > 0, std, 1.0))
 
-    def to_standard(self, theta: torch.Tensor) -> torch.Tensor:
-        """θ (..., K) eV/Å² → standardised z (..., K)."""
-        mean = torch.as_tensor(self.mean, dtype=theta.dtype, device=theta.device)
-        std = torch.as_tensor(self.std, dtype=theta.dtype, device=theta.device)
-        return (theta - mean) / std
-
     def to_physical(self, z: np.ndarray) -> np.ndarray:
         """Standardised z (..., K) → θ (..., K) eV/Å² (float64)."""
         return np.asarray(z, dtype=float) * self.std + self.mean

@@ -70,11 +70,6 @@ class BlockedEigenvalues:
             for (_, multiplicity), blocks in sorted(found.items())
         ]
 
-    @property
-    def block_sizes(self) -> dict[str, int]:
-        """'s×g' (reduced size × multiplicity) → number of such blocks over all q-points."""
-        return {f"{g.matrices.shape[-1]}x{g.multiplicity}": len(g.q_index) for g in self.groups}
-
     def __call__(self, theta: np.ndarray) -> np.ndarray:
         """Eigenvalues for θ (B, n_params): (B, nq, n) ascending."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))

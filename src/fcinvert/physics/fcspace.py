@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from ase import Atoms
-from phonopy import Phonopy
-from phonopy.structure.atoms import PhonopyAtoms
 
 from fcinvert.errors import FcinvertError
 from fcinvert.physics.material import Material, user_library
+
+if TYPE_CHECKING:
+    from phonopy import Phonopy
 
 COMPONENTS = ("xx", "yy", "zz", "xy", "xz", "yz", "yx", "zx", "zy")
 UNIT = "eV/Å²"
@@ -51,7 +53,16 @@ class FCSpace:
 
     parameters: list[Parameter]
     basis: np.ndarray
-    phonopy: Phonopy
+    material: Material
+    _phonopy: Phonopy | None = field(default=None, repr=False)
+
+    @property
+    def phonopy(self) -> Phonopy:
+        """The material's phonopy object (``phonopy_for``), made on first use (its symmetry
+        search takes about a second, which listing the parameters does not need)."""
+        if self._phonopy is None:
+            self._phonopy = phonopy_for(self.material)
+        return self._phonopy
 
     @property
     def names(self) -> list[str]:
@@ -113,6 +124,9 @@ def phonopy_for(material: Material) -> Phonopy:
     primitive_matrix="P": the unit cell IS the primitive cell (phonopy 4 would otherwise pick its
     own primitive basis, breaking the q convention).
     """
+    from phonopy import Phonopy
+    from phonopy.structure.atoms import PhonopyAtoms
+
     atoms = material.atoms
     unitcell = PhonopyAtoms(
         symbols=atoms.get_chemical_symbols(),
@@ -125,7 +139,6 @@ def phonopy_for(material: Material) -> Phonopy:
 
 def build_fcspace(material: Material, cache: bool = True) -> FCSpace:
     """The material's FC space; the basis is cached on disk (it takes seconds to build)."""
-    phonon = phonopy_for(material)
     key = _cache_key(material)
     cache_file = user_library().parent / "cache" / f"fcspace-{key}.npz"
     if cache and cache_file.is_file():
@@ -144,11 +157,12 @@ def build_fcspace(material: Material, cache: bool = True) -> FCSpace:
                 strict=True,
             )
         ]
-        return FCSpace(parameters, basis, phonon)
+        return FCSpace(parameters, basis, material)
+    phonon = phonopy_for(material)
     parameters, basis = _physical_basis(material, phonon)
     if cache:
         _write_cache(cache_file, parameters, basis)
-    return FCSpace(parameters, basis, phonon)
+    return FCSpace(parameters, basis, material, phonon)
 
 
 def _cache_key(material: Material) -> str:

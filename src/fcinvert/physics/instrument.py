@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fcinvert.errors import FcinvertError
+from fcinvert.physics.reciprocal import reciprocal_basis
 
 #: E (meV) = ENERGY_PER_K2 · k² (k in 1/Å): ħ²/(2 m_n).
 ENERGY_PER_K2 = 2.0721246
@@ -97,7 +98,7 @@ class Orientation:
     def from_vectors(cls, lattice: np.ndarray, u: np.ndarray, v: np.ndarray) -> Orientation:
         """UB for conventional ``lattice`` (3, 3) rows in Å, with hkl ``u`` along the beam and
         ``v`` in the horizontal plane (towards +x) at ψ = 0."""
-        b_matrix = np.linalg.inv(np.asarray(lattice, float)).T  # rows a*, b*, c* (no 2π)
+        b_matrix = reciprocal_basis(lattice)  # rows a*, b*, c* (no 2π)
         u_cart = np.asarray(u, float) @ b_matrix
         v_cart = np.asarray(v, float) @ b_matrix
         if np.linalg.norm(np.cross(u_cart, v_cart)) < 1e-9 * np.linalg.norm(

@@ -20,12 +20,11 @@ import numpy as np
 import seekpath
 import spglib
 from ase import Atoms
-from ase.io import read as ase_read
-from phonopy.structure.atomic_data import get_atomic_data
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from fcinvert.errors import FcinvertError
-from fcinvert.iohelpers import atomic_write_text
+from fcinvert.iohelpers import atomic_write_text, read_json, validated
+from fcinvert.physics.reciprocal import reciprocal_basis
 
 BUNDLED = Path(__file__).resolve().parent.parent / "materials"
 CONFIG_NAME = "material.json"
@@ -106,6 +105,11 @@ class EnergyGrid:
         centres = energy.min_meV + width * (np.arange(energy.bins) + 0.5)
         return cls(centres, width, resolution.fwhm0_meV, resolution.slope)
 
+    @property
+    def edges(self) -> np.ndarray:
+        """(nE + 1,) meV: the bin edges, centres ∓ width / 2."""
+        return np.append(self.centres - 0.5 * self.width, self.centres[-1] + 0.5 * self.width)
+
     def sigma(self, energy: np.ndarray) -> np.ndarray:
         """Gaussian σ (meV) of the resolution at energies ``energy`` (meV), same shape."""
         return (self.fwhm0 + self.slope * np.abs(energy)) * FWHM_TO_SIGMA
@@ -167,15 +171,8 @@ def load_material(name_or_folder: str | Path) -> Material:
     """Load a material by folder path, bundled name (``ge``, ``nb``) or user-library name."""
     folder = find_material_folder(name_or_folder)
     config_file = folder / CONFIG_NAME
-    try:
-        settings = MaterialSettings.model_validate_json(config_file.read_text())
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise FcinvertError(f"{config_file}: {where}: {first['msg']}") from None
-    except (OSError, ValueError) as error:
-        raise FcinvertError(f"{config_file}: cannot read material settings ({error})") from None
-    atoms = read_structure(folder / settings.structure)
+    settings = validated(MaterialSettings, read_json(config_file, "material settings"), config_file)
+    atoms = read_structure(folder / settings.structure, poscar=settings.structure == STRUCTURE_NAME)
     if len(settings.masses_amu) != len(atoms):
         raise FcinvertError(
             f"{config_file}: {len(settings.masses_amu)} masses for {len(atoms)} atoms"
@@ -214,13 +211,17 @@ def find_material_folder(name_or_folder: str | Path) -> Path:
     )
 
 
-def read_structure(path: str | Path) -> Atoms:
-    """Read any structure file ase understands (POSCAR, CIF, …) and check it is a 3-D crystal."""
+def read_structure(path: str | Path, poscar: bool = False) -> Atoms:
+    """Read any structure file ase understands (POSCAR, CIF, …) and check it is a 3-D crystal.
+
+    ``poscar``: the file is a VASP POSCAR (a material's own ``POSCAR``), read by phonopy's
+    reader: importing ``ase.io`` alone takes about a second, which every command would pay.
+    """
     path = Path(path)
     if not path.is_file():
         raise FcinvertError(f"{path}: no such structure file")
     try:
-        atoms = ase_read(path)
+        atoms = _read_poscar(path) if poscar else _read_any(path)
     except Exception as error:  # ase raises many types for malformed files
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise FcinvertError(f"{path}: cannot read a crystal structure ({message})") from None
@@ -231,6 +232,21 @@ def read_structure(path: str | Path) -> Atoms:
     if not all(atoms.pbc) or atoms.cell.rank < 3 or abs(atoms.cell.volume) < 1e-6:
         raise FcinvertError(f"{path}: not a 3-D periodic crystal (no full unit cell)")
     return atoms
+
+
+def _read_poscar(path: Path) -> Atoms:
+    from phonopy.interface.vasp import read_vasp
+
+    cell = read_vasp(path)
+    return Atoms(
+        symbols=cell.symbols, cell=cell.cell, scaled_positions=cell.scaled_positions, pbc=True
+    )
+
+
+def _read_any(path: Path) -> Atoms | list[Atoms]:
+    from ase.io import read
+
+    return read(path)
 
 
 def standard_primitive(atoms: Atoms) -> tuple[Atoms, bool]:
@@ -265,7 +281,7 @@ def sample_path(atoms: Atoms, n_points: int) -> QPath:
     )
     coords = {k: np.asarray(v, dtype=float) for k, v in result["point_coords"].items()}
     segments = [(a, b) for a, b in result["path"]]
-    reciprocal = np.linalg.inv(atoms.cell[:]).T  # rows b_i, 1/Å without 2π
+    reciprocal = reciprocal_basis(atoms.cell[:])
     lengths = np.array([np.linalg.norm((coords[b] - coords[a]) @ reciprocal) for a, b in segments])
     joined = [segments[i][0] == segments[i - 1][1] for i in range(1, len(segments))]
 
@@ -348,6 +364,8 @@ def cubic_lattice_parameter(atoms: Atoms) -> float | None:
 
 def phonopy_masses(symbols: list[str]) -> list[float]:
     """phonopy's standard atomic masses (amu), so exported files reproduce our numbers."""
+    from phonopy.structure.atomic_data import get_atomic_data
+
     data = get_atomic_data()
     return [float(data.atom_data[data.symbol_map[s]][3]) for s in symbols]
 

@@ -9,11 +9,15 @@ in 1/Å without 2π unless a name says otherwise.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import spglib
 
 from fcinvert.errors import FcinvertError
-from fcinvert.physics.material import Material
+
+if TYPE_CHECKING:
+    from fcinvert.physics.material import Material
 
 
 def _dataset(material: Material):
@@ -26,9 +30,12 @@ def _dataset(material: Material):
     return dataset
 
 
-def reciprocal_basis(material: Material) -> np.ndarray:
-    """(3, 3) rows b_i of the primitive reciprocal lattice, 1/Å without 2π."""
-    return np.linalg.inv(material.atoms.cell[:]).T
+def reciprocal_basis(lattice: np.ndarray, two_pi: bool = False) -> np.ndarray:
+    """(3, 3) rows b_i of the lattice reciprocal to ``lattice`` (3, 3) rows a_i in Å, with
+    a_i · b_j = δ_ij: 1/Å without 2π, or with it when ``two_pi``. For a material's primitive
+    reciprocal basis pass ``material.atoms.cell[:]``; reduced q → Cartesian is q @ b."""
+    basis = np.linalg.inv(np.asarray(lattice, dtype=float)).T
+    return 2.0 * np.pi * basis if two_pi else basis
 
 
 def conventional_transform(material: Material) -> np.ndarray:

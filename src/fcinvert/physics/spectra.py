@@ -37,7 +37,7 @@ def render(frequencies: np.ndarray, grid: EnergyGrid) -> np.ndarray:
     highest = float(np.abs(peaks32).max(initial=0.0))
     reach = int(np.ceil(TRUNCATION * grid.sigma(highest) / grid.width)) + 1
     image = np.empty((len(peaks), len(grid.centres)), dtype=np.float32)
-    low = float(grid.centres[0] - 0.5 * grid.width)
+    low = float(grid.edges[0])
     _accumulate(
         peaks,
         low,
@@ -158,10 +158,7 @@ def render_torch(
     import torch
 
     dtype = frequencies.dtype
-    edges = torch.as_tensor(
-        np.append(grid.centres - 0.5 * grid.width, grid.centres[-1] + 0.5 * grid.width),
-        dtype=dtype,
-    )
+    edges = torch.as_tensor(grid.edges, dtype=dtype)
     sigma = (grid.fwhm0 + grid.slope * frequencies.abs()) * width_scale / 2.3548200450309493
     z = (edges - frequencies[..., None]) / sigma[..., None]
     cdf = 0.5 * (1.0 + torch.erf(z / np.sqrt(2.0)))
@@ -195,7 +192,7 @@ def render_weighted(
         np.ascontiguousarray(peaks),
         np.ascontiguousarray(strength),
         np.ascontiguousarray(scale),
-        float(grid.centres[0] - 0.5 * grid.width),
+        float(grid.edges[0]),
         float(grid.width),
         float(grid.fwhm0),
         float(grid.slope),

@@ -29,7 +29,7 @@ from fcinvert.errors import FcinvertError
 from fcinvert.physics.dynamics import DynamicsBasis, dynamics_basis
 from fcinvert.physics.fcspace import FCSpace
 from fcinvert.physics.material import EnergyGrid, Material
-from fcinvert.physics.reciprocal import hkl_to_reduced, laue_rotations
+from fcinvert.physics.reciprocal import hkl_to_reduced, laue_rotations, reciprocal_basis
 from fcinvert.physics.spectra import render
 
 UNITS = get_physical_units()
@@ -227,8 +227,8 @@ class StructureFactorModel:
         path_index = np.asarray(path_index, dtype=np.int64)
         zones = np.asarray(zones, dtype=float)
         atoms = self.material.atoms
-        reciprocal = np.linalg.inv(atoms.cell[:]).T  # rows b_i, 1/Å (no 2π)
-        q_cart = 2.0 * np.pi * (self.qpoints[path_index] + zones) @ reciprocal  # (M, 3)
+        reciprocal = reciprocal_basis(atoms.cell[:], two_pi=True)
+        q_cart = (self.qpoints[path_index] + zones) @ reciprocal  # (M, 3)
         lengths = scattering_lengths(atoms.get_chemical_symbols())
         masses = self.material.masses
         displacement = self.thermal_displacements(theta, temperature)  # (κ, 3, 3)
@@ -303,8 +303,8 @@ class FoldOperator:
         """Precompute c(q + G') for every path q and every G' in ``zones`` (nz, 3) int."""
         zones = np.atleast_2d(np.asarray(zones, dtype=np.int64))
         atoms = model.material.atoms
-        reciprocal = np.linalg.inv(atoms.cell[:]).T
-        q_cart = 2.0 * np.pi * (model.qpoints[:, None, :] + zones[None]) @ reciprocal
+        reciprocal = reciprocal_basis(atoms.cell[:], two_pi=True)
+        q_cart = (model.qpoints[:, None, :] + zones[None]) @ reciprocal
         lengths = scattering_lengths(atoms.get_chemical_symbols())
         phase = np.exp(2j * np.pi * zones @ atoms.get_scaled_positions().T)  # (nz, κ)
         prefactor = lengths / np.sqrt(2.0 * model.material.masses) * phase  # (nz, κ)
@@ -327,8 +327,7 @@ class FoldOperator:
     @property
     def zone_cart(self) -> np.ndarray:
         """G' (nz, 3) Cartesian 1/Å (with 2π) of the pool."""
-        reciprocal = np.linalg.inv(self.model.material.atoms.cell[:]).T
-        return 2.0 * np.pi * self.zones @ reciprocal
+        return self.zones @ reciprocal_basis(self.model.material.atoms.cell[:], two_pi=True)
 
     def pool_index(self, zones: np.ndarray) -> np.ndarray:
         """Positions of ``zones`` (n, 3) int in the pool (each must be there)."""
@@ -409,7 +408,7 @@ def zone_orbits(material: Material, zones: np.ndarray) -> tuple[np.ndarray, np.n
     folded spectrum is Σ_G' w_G' S(q + G'). Returns G' (n, 3) int and w (n,) summing to 1.
     """
     zones = np.atleast_2d(np.asarray(zones, dtype=float))
-    reciprocal = np.linalg.inv(material.atoms.cell[:]).T
+    reciprocal = reciprocal_basis(material.atoms.cell[:])
     rotations = laue_rotations(material)
     cart = zones @ reciprocal
     images = np.einsum("rji,zj->zri", rotations, cart) @ np.linalg.inv(reciprocal)
@@ -421,7 +420,7 @@ def zone_orbits(material: Material, zones: np.ndarray) -> tuple[np.ndarray, np.n
 
 def zones_within(material: Material, q_max: float) -> np.ndarray:
     """All reciprocal lattice vectors G (reduced, int) with |G| ≤ q_max (1/Å, with 2π)."""
-    reciprocal = 2.0 * np.pi * np.linalg.inv(material.atoms.cell[:]).T
+    reciprocal = reciprocal_basis(material.atoms.cell[:], two_pi=True)
     reach = int(np.ceil(q_max / np.min(np.linalg.norm(reciprocal, axis=1)))) + 1
     grid = np.arange(-reach, reach + 1)
     points = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), -1).reshape(-1, 3)
@@ -460,7 +459,7 @@ def folded_spectrum(
     weights = np.full(len(zones), 1.0 / len(zones)) if weights is None else np.asarray(weights)
     grid = model.material.energy
     nq, n_energy = len(model.qpoints), len(grid.centres)
-    reciprocal = 2.0 * np.pi * np.linalg.inv(model.material.atoms.cell[:]).T
+    reciprocal = reciprocal_basis(model.material.atoms.cell[:], two_pi=True)
     numerator = np.zeros((nq, n_energy))
     denominator = np.zeros((nq, n_energy))
     for start in range(0, len(zones), chunk):
@@ -548,7 +547,7 @@ def physical_path_spectrum(
     from fcinvert.physics.instrument import Spectrometer, wavevector
 
     grid = material.energy
-    top = float(grid.centres[-1] + 0.5 * grid.width)
+    top = float(grid.edges[-1])
     spectrometer = Spectrometer(ei=1.2 * top if ei is None else ei)
     q_max = 2.0 * float(wavevector(spectrometer.ei))
     chosen, weights, reach = resolve_zones(material, zones, lambda: spectrometer.reach, q_max)

@@ -16,10 +16,20 @@ from matplotlib.gridspec import GridSpec
 
 from fcinvert.analysis.latent import CrossDomain, LatentRay, LatentSummary
 from fcinvert.physics.material import QPath
-from fcinvert.report.figures import draw_path_map, plt, save_figure
+from fcinvert.report.figures import (
+    MAX_COLUMNS,
+    PAGE_WIDTH,
+    draw_path_map,
+    panel_grid,
+    plt,
+    save_figure,
+    shared_scale,
+)
 
 COLOURS = {"vae": "tab:blue", "resnet": "tab:green"}
 OTHER_COLOURS = ("tab:orange", "tab:purple", "tab:red", "tab:brown")
+#: one colour per measured spectrum on the cross-domain map (named in its legend)
+MEASURED_COLOURS = ("tab:red", "tab:green", "tab:cyan", "tab:pink", "tab:olive", "tab:brown")
 
 
 def save_both(figure: plt.Figure, stem: str | Path) -> None:
@@ -71,29 +81,29 @@ def r2_bars(
 
 def parity(
     fc: list[str],
-    names: list[str],
     truth: np.ndarray,
     predictions: dict[str, np.ndarray],
     scores: dict[str, tuple[np.ndarray, np.ndarray]],
     stem: str | Path,
 ) -> None:
-    """Predicted against true θ (N, K) eV/Å², one row per model; scores: label → (R², MAE)."""
+    """Predicted against true θ (N, K) eV/Å², the K panels of each model in rows of at most
+    four (page width); scores: label → (R², MAE)."""
     k = len(fc)
-    figure, axes = plt.subplots(
-        len(predictions), k, figsize=(2.2 * k, 2.4 * len(predictions)), squeeze=False
-    )
+    figure, axes = panel_grid(k * len(predictions), height=2.6)
     for row, (label, predicted) in enumerate(predictions.items()):
         r2, mae = scores[label]
         for column in range(k):
-            axis = axes[row, column]
+            axis = axes[row * k + column]
             low, high = truth[:, column].min(), truth[:, column].max()
             axis.scatter(truth[:, column], predicted[:, column], s=2, alpha=0.4, rasterized=True)
             axis.plot([low, high], [low, high], color="black", lw=0.7)
-            axis.set_title(f"{fc[column]}  R²={r2[column]:.3f}\nMAE={mae[column]:.2g}", fontsize=8)
-            axis.tick_params(labelsize=6)
-            if row == len(predictions) - 1:
-                axis.set_xlabel(f"true {names[column]}", fontsize=6)
-        axes[row, 0].set_ylabel(f"{label}\npredicted (eV/Å²)", fontsize=8)
+            axis.set_title(
+                f"{label}: {fc[column]}\nR²={r2[column]:.3f}, MAE={mae[column]:.2g}", fontsize=8
+            )
+            axis.tick_params(labelsize=7)
+            axis.set_xlabel(f"true {fc[column]} (eV/Å²)", fontsize=8)
+            if column % MAX_COLUMNS == 0:
+                axis.set_ylabel("predicted (eV/Å²)", fontsize=8)
     figure.tight_layout()
     save_both(figure, stem)
 
@@ -104,19 +114,24 @@ def noisy_examples(
     """One spectrum under every setting: examples (nB, nP, nq, nE); noise: the metrics' "noise"
     (backgrounds, counts, snr)."""
     n_b, n_p = examples.shape[:2]
-    figure, axes = plt.subplots(n_b, n_p, figsize=(3.2 * n_p, 2.2 * n_b), squeeze=False)
+    figure, axes = panel_grid(n_b * n_p, height=2.2)
+    scale = shared_scale(examples)
+    mesh = None
     for i in range(n_b):
         for j in range(n_p):
-            axis = axes[i, j]
+            axis = axes[i * n_p + j]
             title = (
                 f"B={noise['backgrounds'][i]:g}, P={noise['counts'][j]:g}, "
                 f"SNR={noise['snr'][i][j]:.1f}"
             )
-            draw_path_map(axis, path, energy, examples[i, j], title=title)
-            axis.title.set_fontsize(7)
-            axis.tick_params(labelsize=6)
-            axis.set_ylabel("E (meV)" if j == 0 else "", fontsize=7)
+            mesh = draw_path_map(
+                axis, path, energy, examples[i, j], title=title, scale=scale, colour_bar=None
+            )
+            axis.title.set_fontsize(8)
+            axis.tick_params(labelsize=7)
+            axis.set_ylabel("E (meV)" if (i * n_p + j) % MAX_COLUMNS == 0 else "", fontsize=8)
     figure.tight_layout()
+    figure.colorbar(mesh, ax=axes, shrink=0.5, label="intensity (input units, power scale)")
     save_both(figure, stem)
 
 
@@ -132,25 +147,22 @@ def r2_heatmaps(
     k = len(fc)
     backgrounds = [f"{b:g}" for b in noise["backgrounds"]]
     counts = [f"{p:g}" for p in noise["counts"]]
-    figure, axes = plt.subplots(
-        len(r2), k + 1, figsize=(2.1 * (k + 1), 2.2 * len(r2) + 0.4), squeeze=False
-    )
+    figure, axes = panel_grid(k * len(r2) + 1, height=2.5)
     image = None
     for row, (label, values) in enumerate(r2.items()):
         for column in range(k):
+            axis = axes[row * k + column]
             shown = np.clip(np.nan_to_num(values[:, :, column], nan=0.0), 0.0, 1.0)
-            image = _heatmap(axes[row, column], shown, "{:.2f}", 0.0, 1.0, "viridis")
-            axes[row, column].set_title(f"{label}: {fc[column]}", fontsize=7)
-            _grid_ticks(axes[row, column], backgrounds, counts, column == 0, row == len(r2) - 1)
-        axes[row, k].axis("off")
+            image = _heatmap(axis, shown, "{:.2f}", 0.0, 1.0, "viridis")
+            axis.set_title(f"{label}: {fc[column]}", fontsize=8)
+            _grid_ticks(axis, backgrounds, counts, column % MAX_COLUMNS == 0, True)
     snr = np.array(noise["snr"], dtype=float)
-    axes[0, k].axis("on")
-    _heatmap(axes[0, k], snr, "{:.1f}", snr.min(), snr.max(), "magma")
-    axes[0, k].set_title("SNR", fontsize=7)
-    _grid_ticks(axes[0, k], backgrounds, counts, True, True)
+    _heatmap(axes[-1], snr, "{:.1f}", snr.min(), snr.max(), "magma")
+    axes[-1].set_title("SNR of each setting", fontsize=8)
+    _grid_ticks(axes[-1], backgrounds, counts, True, True)
     figure.tight_layout()
     if image is not None:
-        figure.colorbar(image, ax=axes[:, :k].ravel().tolist(), shrink=0.8, label="R² (clipped)")
+        figure.colorbar(image, ax=axes[:-1], shrink=0.6, label="R² (clipped to [0, 1])")
     save_both(figure, stem)
 
 
@@ -159,17 +171,17 @@ def _heatmap(axis, values: np.ndarray, fmt: str, low: float, high: float, cmap: 
     middle = 0.5 * (low + high)
     for (i, j), value in np.ndenumerate(values):
         colour = "black" if value > middle else "white"
-        axis.text(j, i, fmt.format(value), ha="center", va="center", fontsize=5, color=colour)
+        axis.text(j, i, fmt.format(value), ha="center", va="center", fontsize=6.5, color=colour)
     return image
 
 
 def _grid_ticks(axis, backgrounds: list[str], counts: list[str], left: bool, low: bool) -> None:
-    axis.set_xticks(range(len(counts)), counts, fontsize=6)
-    axis.set_yticks(range(len(backgrounds)), backgrounds, fontsize=6)
+    axis.set_xticks(range(len(counts)), counts, fontsize=7)
+    axis.set_yticks(range(len(backgrounds)), backgrounds, fontsize=7)
     if left:
-        axis.set_ylabel("background B", fontsize=7)
+        axis.set_ylabel("background B", fontsize=8)
     if low:
-        axis.set_xlabel("peak counts P", fontsize=7)
+        axis.set_xlabel("peak counts P", fontsize=8)
 
 
 def reconstructions(
@@ -182,7 +194,7 @@ def reconstructions(
 ) -> None:
     """Inputs (n, nq, nE) in input-rule units beside their VAE reconstructions (n, nq, nE)."""
     n = len(indices)
-    figure, axes = plt.subplots(n, 2, figsize=(11, 2.6 * n), squeeze=False)
+    figure, axes = plt.subplots(n, 2, figsize=(PAGE_WIDTH, 2.6 * n), squeeze=False)
     for row, index in enumerate(indices):
         error = float(((outputs[row] - inputs[row]) ** 2).mean())
         draw_path_map(axes[row, 0], path, energy, inputs[row], title=f"test spectrum {index}")
@@ -197,7 +209,8 @@ def latent_statistics(summary: LatentSummary, stem: str | Path) -> None:
     """μ and log σ² (N, L) per latent dimension: all values, mean ± std, the N(0, 1) prior."""
     dimensions = np.arange(summary.mu.shape[1])
     jitter = np.random.default_rng(0).uniform(-0.25, 0.25, size=summary.mu.shape)
-    figure, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.45 * len(dimensions)), 6), sharex=True)
+    width = min(PAGE_WIDTH, max(6.0, 0.45 * len(dimensions)))
+    figure, axes = plt.subplots(2, 1, figsize=(width, 6), sharex=True)
     panels = ((summary.mu, "μ", (0.0, -1.0, 1.0)), (summary.log_var, "log σ²", (0.0,)))
     for axis, (values, name, prior) in zip(axes, panels, strict=True):
         for d in np.flatnonzero(summary.active):
@@ -220,10 +233,10 @@ def latent_statistics(summary: LatentSummary, stem: str | Path) -> None:
 
 def umap_by_fc(embedding: np.ndarray, truth: np.ndarray, fc: list[str], stem: str | Path) -> None:
     """The UMAP map (N, 2) coloured by the true FC0–FC3 (N, K) eV/Å²."""
-    k = min(4, len(fc))
-    figure, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.2), squeeze=False)
+    k = min(MAX_COLUMNS, len(fc))
+    figure, axes = panel_grid(k, height=2.9)
     for column in range(k):
-        axis = axes[0, column]
+        axis = axes[column]
         points = axis.scatter(
             embedding[:, 0],
             embedding[:, 1],
@@ -252,7 +265,9 @@ def latent_ray(
     """The ray's points (S, 2) on the UMAP map (N, 2), and the S spectra decoded along it."""
     steps = len(ray.z)
     columns = math.ceil(steps / 2)
-    figure = plt.figure(figsize=(4 + 3.4 * columns, 5.5))
+    figure = plt.figure(figsize=(PAGE_WIDTH, 5.2))
+    scale = shared_scale(ray.spectra)
+    mesh = None
     layout = GridSpec(2, columns + 1, figure=figure, width_ratios=[1.4] + [1] * columns)
     axis = figure.add_subplot(layout[:, 0])
     axis.scatter(embedding[:, 0], embedding[:, 1], s=2, color="0.75", rasterized=True)
@@ -264,13 +279,20 @@ def latent_ray(
     axis.set_yticks([])
     for n in range(steps):
         panel = figure.add_subplot(layout[n // columns, 1 + n % columns])
-        draw_path_map(
-            panel, path, energy, ray.spectra[n], title=f"{n}: {fc0}={ray.theta[n, 0]:.3f}"
+        mesh = draw_path_map(
+            panel,
+            path,
+            energy,
+            ray.spectra[n],
+            title=f"{n}: {fc0}={ray.theta[n, 0]:.3f}",
+            scale=scale,
+            colour_bar=None,
         )
         panel.title.set_fontsize(8)
-        panel.tick_params(labelsize=6)
-        panel.set_ylabel("E (meV)" if n % columns == 0 else "", fontsize=7)
+        panel.tick_params(labelsize=7)
+        panel.set_ylabel("E (meV)" if n % columns == 0 else "", fontsize=8)
     figure.tight_layout()
+    figure.colorbar(mesh, ax=figure.axes[1:], shrink=0.6, label="decoded intensity (power scale)")
     save_both(figure, stem)
 
 
@@ -300,13 +322,13 @@ def cross_domain(
     panels = [
         (f"clean test spectrum {cross.anchor}", clean),
         (
-            f"noisy: B={noise['backgrounds'][i]:g}, P={noise['counts'][j]:g}, SNR={snr[i, j]:.1f}",
+            f"noisy: B={noise['backgrounds'][i]:g}, P={noise['counts'][j]:g}\nSNR={snr[i, j]:.1f}",
             noisy[i, j],
         ),
         *((f"measured: {name}", image) for name, image in shown),
     ]
     rows = math.ceil(len(panels) / 2)
-    figure = plt.figure(figsize=(15, 3.0 * max(rows, 2)))
+    figure = plt.figure(figsize=(PAGE_WIDTH, 2.8 * max(rows, 2)))
     layout = GridSpec(max(rows, 2), 3, figure=figure, width_ratios=[1.3, 1, 1])
     axis = figure.add_subplot(layout[:, 0])
     axis.scatter(
@@ -336,18 +358,17 @@ def cross_domain(
         edgecolor="black",
         label="clean anchor",
     )
-    for name, point in cross.measured.items():
-        axis.scatter(*point, marker="D", s=50, color="tab:red", edgecolor="black")
-        axis.annotate(name, point, fontsize=7, xytext=(4, 4), textcoords="offset points")
+    for (name, point), colour in zip(cross.measured.items(), MEASURED_COLOURS, strict=False):
+        axis.scatter(*point, marker="D", s=50, color=colour, edgecolor="black", label=name)
     axis.set_xticks([])
     axis.set_yticks([])
-    axis.legend(fontsize=7, loc="best", frameon=False)
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.02), frameon=False)
     axis.set_title("latent means on the test set's UMAP map")
     for n, (title, image) in enumerate(panels):
         panel = figure.add_subplot(layout[n // 2, 1 + n % 2])
-        draw_path_map(panel, path, energy, image, title=title)
+        draw_path_map(panel, path, energy, image, title=title, colour_bar="intensity")
         panel.title.set_fontsize(8)
-        panel.tick_params(labelsize=6)
+        panel.tick_params(labelsize=7)
     figure.tight_layout()
     save_both(figure, stem)
     return i, j

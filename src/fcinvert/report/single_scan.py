@@ -10,7 +10,6 @@ coloured by ψ beside the full-data value, the reference, the truth and the trai
 from __future__ import annotations
 
 import html
-import itertools
 import json
 from pathlib import Path
 
@@ -19,11 +18,20 @@ from matplotlib import colors
 from matplotlib.patches import Rectangle
 
 from fcinvert.analysis.single_scan import PICKS, SingleScanStudy, study_results
-from fcinvert.inversion.plot import grid_path
-from fcinvert.iohelpers import atomic_write_text
+from fcinvert.inversion.resample import grid_path
+from fcinvert.iohelpers import atomic_write_text, relative_path
 from fcinvert.physics.dynamics import dynamics_basis
 from fcinvert.report.evaluation_figures import save_both
-from fcinvert.report.figures import draw_path_map, plt
+from fcinvert.report.figures import (
+    MAX_COLUMNS,
+    ML_COLOUR,
+    PAGE_WIDTH,
+    REFINED_COLOUR,
+    Lines,
+    MapScale,
+    draw_path_map,
+    plt,
+)
 from fcinvert.report.html import STYLE
 
 PICK_COLOURS = {"best": "tab:green", "median": "tab:orange", "worst": "tab:red"}
@@ -31,23 +39,27 @@ PICK_COLOURS = {"best": "tab:green", "median": "tab:orange", "worst": "tab:red"}
 CROP_MARGIN_BINS = 2
 
 
-def write_report(study: SingleScanStudy, out: str | Path) -> dict:
-    """Write the figures, results.json and index.html into ``out``; returns the results."""
+def write_report(study: SingleScanStudy, out: str | Path, scale: MapScale | None = None) -> dict:
+    """Write the figures, results.json and index.html into ``out``; returns the results (the
+    scan folder and model paths relative to ``out``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results = study_results(study)
+    results.scans_folder = relative_path(results.scans_folder, out)
+    results.model["path"] = relative_path(results.model["path"], out)
     crop = display_energy_max(study)
-    results["display_energy_max_meV"] = crop
+    results.display_energy_max_meV = crop
     mse_figure(study, out / "mse_vs_orientation")
-    inversion_grid(study, crop, out / "inversions")
+    inversion_grid(study, crop, out / "inversions", scale)
     fc_values_figure(study, out / "fc_values")
-    results["figures"] = [
+    results.figures = [
         {"stem": stem, "png": f"{stem}.png", "svg": f"{stem}.svg", "caption": caption}
-        for stem, caption in captions(study, results).items()
+        for stem, caption in captions(study, results.to_dict()).items()
     ]
-    atomic_write_text(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
-    atomic_write_text(out / "index.html", render_html(results))
-    return results
+    content = results.to_dict()
+    atomic_write_text(out / "results.json", json.dumps(content, indent=1, ensure_ascii=False))
+    atomic_write_text(out / "index.html", render_html(content))
+    return content
 
 
 def display_energy_max(study: SingleScanStudy) -> float:
@@ -55,11 +67,11 @@ def display_energy_max(study: SingleScanStudy) -> float:
     measured on the model grid (the paper crops at 45 meV for Ei = 40 meV)."""
     grid = study.bundle.energy
     measured = np.flatnonzero(np.isfinite(study.full.image).any(axis=0))
-    top = grid.centres[-1] + 0.5 * grid.width
+    top = grid.edges[-1]
     if len(measured) == 0:
         return float(top)
     last = min(int(measured[-1]) + CROP_MARGIN_BINS, len(grid.centres) - 1)
-    return float(min(top, grid.centres[last] + 0.5 * grid.width))
+    return float(min(top, grid.edges[last + 1]))
 
 
 def mse_figure(study: SingleScanStudy, stem: str | Path) -> None:
@@ -100,7 +112,9 @@ def mse_figure(study: SingleScanStudy, stem: str | Path) -> None:
     save_both(figure, stem)
 
 
-def inversion_grid(study: SingleScanStudy, energy_max: float, stem: str | Path) -> None:
+def inversion_grid(
+    study: SingleScanStudy, energy_max: float, stem: str | Path, scale: MapScale | None = None
+) -> None:
     """Rows: all orientations, best, median, worst; columns: input on the model grid, VAE
     reconstruction (VAE models), input with the inferred dispersion (white; refined: red)."""
     bundle = study.bundle
@@ -122,29 +136,24 @@ def inversion_grid(study: SingleScanStudy, energy_max: float, stem: str | Path) 
     vae = bundle.architecture == "vae"
     columns = 3 if vae else 2
     figure, axes = plt.subplots(
-        len(rows), columns, figsize=(5.2 * columns, 3.0 * len(rows)), squeeze=False
+        len(rows), columns, figsize=(PAGE_WIDTH, 2.8 * len(rows)), squeeze=False
     )
     for axes_row, (name, title, result) in zip(axes, rows, strict=True):
-        draw_path_map(axes_row[0], path, energy, result.image, None, f"{title}: input")
+        draw_path_map(axes_row[0], path, energy, result.image, (), f"{title}\ninput", scale=scale)
         if vae:
-            draw_path_map(axes_row[1], path, energy, result.reconstruction, None, "reconstruction")
+            draw_path_map(axes_row[1], path, energy, result.reconstruction, (), "reconstruction")
         frequencies = basis.frequencies(result.theta)
-        draw_path_map(axes_row[-1], path, energy, result.image, frequencies, "inferred dispersion")
+        lines = [Lines(frequencies, "ML estimate", ML_COLOUR, "--")]
         if study.refinement is not None and name in study.refinement:
             refined = basis.frequencies(study.refinement[name].theta)
-            _lines(axes_row[-1], path.breaks, refined, color="tab:red", lw=0.7, ls="--")
+            lines.append(Lines(refined, "refined", REFINED_COLOUR))
+        draw_path_map(
+            axes_row[-1], path, energy, result.image, lines, "inferred dispersion", scale=scale
+        )
         for axis in axes_row:
             axis.set_ylim(energy[0] - 0.5 * bundle.energy.width, energy_max)
     figure.tight_layout()
     save_both(figure, stem)
-
-
-def _lines(axis, breaks: list[int], frequencies: np.ndarray, **style) -> None:
-    """Branches (nq, nb) meV against the point index, split at the path's breaks."""
-    starts = [0, *breaks, len(frequencies)]
-    x = np.arange(len(frequencies))
-    for start, stop in itertools.pairwise(starts):
-        axis.plot(x[start:stop], frequencies[start:stop], **style)
 
 
 def fc_values_figure(study: SingleScanStudy, stem: str | Path) -> None:
@@ -159,10 +168,15 @@ def fc_values_figure(study: SingleScanStudy, stem: str | Path) -> None:
     x = -0.3 + 0.6 * (psi - psi.min()) / span
     norm = colors.Normalize(psi.min(), psi.max() if np.ptp(psi) > 0 else psi.min() + 1.0)
     k = len(selected)
-    figure, axes = plt.subplots(
-        1, k, figsize=(2.0 * k + 1.4, 4.2), squeeze=False, layout="constrained"
+    columns = min(k, MAX_COLUMNS)
+    rows = -(-k // columns)
+    figure, grid = plt.subplots(
+        rows, columns, figsize=(PAGE_WIDTH, 3.6 * rows), squeeze=False, layout="constrained"
     )
-    for j, axis in enumerate(axes[0]):
+    axes = list(grid.ravel())
+    for axis in axes[k:]:
+        axis.set_visible(False)
+    for j, axis in enumerate(axes[:k]):
         low, high = study.box.low[j], study.box.high[j]
         axis.add_patch(Rectangle((-0.45, low), 0.9, high - low, color="0.88", zorder=0))
         points = axis.scatter(x, theta[:, j], c=psi, cmap="viridis", norm=norm, s=12, zorder=2)
@@ -197,16 +211,17 @@ def fc_values_figure(study: SingleScanStudy, stem: str | Path) -> None:
         axis.set_xticks([])
         axis.set_title(study.fc_labels[j])
         axis.tick_params(labelsize=8)
-    axes[0, 0].set_ylabel("FC value (eV/Å²)")
-    axes[0, 0].legend(fontsize=7, loc="best")
-    figure.colorbar(points, ax=axes[0].tolist(), label="ψ (degrees)", aspect=30)
+    for axis in grid[:, 0]:
+        axis.set_ylabel("FC value (eV/Å²)")
+    axes[0].legend(fontsize=7, loc="best")
+    figure.colorbar(points, ax=axes[:k], label="ψ (degrees)", aspect=30)
     save_both(figure, stem)
 
 
 def captions(study: SingleScanStudy, results: dict) -> dict[str, str]:
     """Short caption of each figure, keyed by file stem."""
     truth = " Grey squares: MSE against the simulation's truth." if study.truth is not None else ""
-    refined = " Red dashes: the refined dispersion." if study.refinement is not None else ""
+    refined = " Red: the refined dispersion." if study.refinement is not None else ""
     return {
         "mse_vs_orientation": (
             "MSE of each scan's selected FCs against the all-orientations inversion versus the "

@@ -1,0 +1,185 @@
+"""metrics.json: every number an evaluation report shows, as typed objects.
+
+``EvaluationMetrics.to_dict`` gives the JSON (format ``fcinvert-evaluation``, version 1) and
+``from_dict`` reads it back, refusing another format or version. The per-parameter scores,
+noise-grid and latent-space parts stay plain JSON objects (their keys are documented where they
+are made: ``metrics.ParameterScores``, ``noise_grid``, ``latent``); the report fills ``paper``,
+``headline``, ``figures``, ``timing_s`` and ``cpu_s``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fcinvert import __version__
+from fcinvert.analysis.latent import umap_settings
+from fcinvert.analysis.metrics import ParameterScores
+from fcinvert.analysis.noise_grid import GridScores, column_peak_fraction
+from fcinvert.errors import FcinvertError
+
+if TYPE_CHECKING:
+    from fcinvert.analysis.evaluate import EvaluationSettings
+    from fcinvert.models.bundle import ModelBundle
+
+METRICS_FORMAT = "fcinvert-evaluation"
+METRICS_VERSION = 1
+
+
+@dataclass
+class ModelMetrics:
+    """One model's scores. bundle: its folder; clean, representative_noise: R² and MAE
+    (eV/Å²) by parameter name; noise_grid: ``r2`` and ``mae_eV_A2`` (nB, nP, K) lists."""
+
+    bundle: str
+    architecture: str
+    clean: dict
+    representative_noise: dict
+    noise_grid: dict
+
+
+@dataclass
+class EvaluationMetrics:
+    """The content of metrics.json. dataset: the dataset file; parameters: the K inferred
+    names (FC0… in ``fc_labels``); models: label → ModelMetrics; noise: the grid's settings and
+    SNR; latent: VAE label → its latent-space numbers; measured: coverage per measured file."""
+
+    material: str
+    dataset: str
+    test_spectra: int
+    seed: int
+    latent_samples: int
+    parameters: list[str]
+    fc_labels: list[str]
+    models: dict[str, ModelMetrics]
+    noise: dict
+    latent: dict[str, dict]
+    measured: dict
+    paper: dict | None = None
+    headline: list | None = None
+    figures: list | None = None
+    timing_s: dict | None = None
+    cpu_s: dict | None = None
+    fcinvert_version: str = field(default=__version__)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in the order metrics.json has always had (unset report parts
+        left out)."""
+        content: dict[str, Any] = {
+            "format": METRICS_FORMAT,
+            "version": METRICS_VERSION,
+            "fcinvert_version": self.fcinvert_version,
+        }
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name == "fcinvert_version" or value is None:
+                continue
+            if item.name == "models":
+                value = {label: dataclasses.asdict(model) for label, model in value.items()}
+            content[item.name] = value
+        return content
+
+    @classmethod
+    def from_dict(cls, content: dict[str, Any], source: str = "metrics") -> EvaluationMetrics:
+        """Read back ``to_dict``'s object; another format or version is one error line."""
+        if not isinstance(content, dict) or content.get("format") != METRICS_FORMAT:
+            raise FcinvertError(f"{source}: not fcinvert evaluation metrics (format)")
+        if content.get("version") != METRICS_VERSION:
+            raise FcinvertError(
+                f"{source}: metrics version {content.get('version')} (this fcinvert reads "
+                f"{METRICS_VERSION})"
+            )
+        names = {item.name for item in dataclasses.fields(cls)}
+        values = {key: value for key, value in content.items() if key in names}
+        try:
+            values["models"] = {
+                label: ModelMetrics(**model) for label, model in content["models"].items()
+            }
+            return cls(**values)
+        except (KeyError, TypeError, AttributeError) as error:
+            raise FcinvertError(f"{source}: incomplete metrics ({error})") from None
+
+
+def evaluation_metrics(
+    material: str,
+    data: str | Path,
+    settings: EvaluationSettings,
+    bundles: dict[str, ModelBundle],
+    folders: dict[str, str],
+    names: list[str],
+    scores: dict[str, ParameterScores],
+    noise: GridScores,
+    spectra: np.ndarray,
+    latent: dict[str, dict],
+    coverage: dict,
+) -> EvaluationMetrics:
+    """The metrics of one evaluation from its scores (``evaluate``'s parts, see there)."""
+    grid = settings.grid
+    i, j = grid.representative
+    fc = [f"FC{k}" for k in range(len(names))]
+    models = {}
+    for label, bundle in bundles.items():
+        noisy = ParameterScores(names, noise.r2[label][i, j], noise.mae[label][i, j])
+        models[label] = ModelMetrics(
+            bundle=folders[label],
+            architecture=bundle.architecture,
+            clean=scores[label].as_dict(),
+            representative_noise=noisy.as_dict(),
+            noise_grid={
+                "r2": np.round(noise.r2[label], 5).tolist(),
+                "mae_eV_A2": np.round(noise.mae[label], 6).tolist(),
+            },
+        )
+    latent_metrics: dict[str, dict] = {}
+    for label, space in latent.items():
+        ray = space["ray"]
+        shown, inputs, outputs = space["reconstruction"]
+        latent_metrics[label] = {
+            **space["summary"].as_dict(),
+            "umap": umap_settings(settings.seed),
+            "ray": {
+                "start_index": ray.start,
+                "end_index": ray.end,
+                "theta": np.round(ray.theta, 6).tolist(),
+                "map": np.round(space["ray_map"], 4).tolist(),
+            },
+            "cross_domain": space["cross"].as_dict(),
+            "reconstruction": {
+                "indices": shown,
+                "mse": [round(float(v), 6) for v in ((outputs - inputs) ** 2).mean(axis=(1, 2))],
+                "test_mean_mse": round(float(space["reconstruction_mse"].mean()), 6),
+            },
+        }
+    return EvaluationMetrics(
+        material=material,
+        dataset=str(Path(data).resolve()),
+        test_spectra=len(spectra),
+        seed=settings.seed,
+        latent_samples=settings.samples,
+        parameters=names,
+        fc_labels=fc,
+        models=models,
+        noise={
+            "model": "Poisson(P·(x/max x + B))/P per spectrum",
+            "backgrounds": list(grid.backgrounds),
+            "counts": list(grid.counts),
+            "snr": np.round(noise.snr, 3).tolist(),
+            "snr_definition": "SNR = ⟨P·s_q⟩ / sqrt(⟨P·(s_q + B)⟩) = sqrt(P)·m/sqrt(m + B), "
+            "s_q = max_E x(q, E)/max x the peak fraction of each q-column, m = ⟨s_q⟩ over the "
+            "q-columns of all test spectra",
+            "column_peak_fraction": round(column_peak_fraction(spectra), 5),
+            "representative": {
+                "index": [i, j],
+                "background": grid.backgrounds[i],
+                "counts": grid.counts[j],
+                "snr": round(float(noise.snr[i, j]), 3),
+            },
+            "example_index": noise.keep[0],
+        },
+        latent=latent_metrics,
+        measured=coverage,
+    )
