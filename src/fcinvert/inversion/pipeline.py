@@ -60,6 +60,10 @@ LOCAL_ROUNDS = 2
 LOCAL_POOL = 400
 LOCAL_PICKS = 8
 LOCAL_SPREAD = 0.3
+#: How much larger the ML error is on spectra another code made (Euphonic: 40 spectra, seed 2
+#: of benchmarks/calibration.py, 8 parameters each) than on held-out spectra of fcinvert's own
+#: realistic generator: the factor that brings the 90 % intervals to 90 % (Ge 1.65, Nb 1.86).
+DOMAIN_GAP = 1.75
 #: z of the 5 % and 95 % points of a normal distribution.
 Z90 = 1.6448536269514722
 
@@ -298,10 +302,14 @@ def ml_spread(ml: InversionResult) -> np.ndarray:
     latent-sampling spread combined with the model's error on held-out measurement-like spectra
     (√(π/2) × their MAE, the σ of a normal error with that MAE) when its bundle records one.
     The latent spread alone is ~1 % of the value while the held-out error is 10–50 %: alone it
-    covered 16 % of truths in its 90 % interval (benchmarks/calibration.py, clean model)."""
+    covered 16 % of truths in its 90 % interval (benchmarks/calibration.py, clean model). The
+    held-out error is that on fcinvert's own realistic spectra, times DOMAIN_GAP for spectra
+    made otherwise."""
     test = ml.bundle.config.training.get("realistic_test") or {}
     mae = test.get("mae_eV_A2") or {}
-    held_out = np.array([np.sqrt(np.pi / 2) * mae.get(name, 0.0) for name in ml.fcspace.names])
+    held_out = np.array(
+        [DOMAIN_GAP * np.sqrt(np.pi / 2) * mae.get(name, 0.0) for name in ml.fcspace.names]
+    )
     latent = np.nan_to_num(ml.std) if ml.bundle.architecture == "vae" or mae else ml.std
     return np.where(ml.inferred, np.sqrt(latent**2 + held_out**2), np.nan)
 
