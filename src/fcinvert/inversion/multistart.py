@@ -93,8 +93,9 @@ class MultiStartResult:
 
     @property
     def winner(self) -> str:
-        """The start (or starts) the best basin was reached from."""
-        return ", ".join(self.basins[0].starts)
+        """The start (or starts) the best basin was reached from: the first three, and how
+        many more."""
+        return starts_text(self.basins[0].starts)
 
 
 def multistart(
@@ -177,6 +178,12 @@ def multistart(
         n_forward,
         time.perf_counter() - started,
     )
+
+
+def starts_text(names: list[str], shown: int = 3) -> str:
+    """Start names for a note: the first ``shown`` and how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def screened(pool: list[Start], fit: SpectrumFit, count: int) -> list[Start]:

@@ -26,7 +26,7 @@ import numpy as np
 from fcinvert.data.spectrum_file import Spectrum
 from fcinvert.errors import FcinvertError
 from fcinvert.inversion.invert import InversionResult, instability_note, invert_spectrum
-from fcinvert.inversion.multistart import Basin, MultiStartResult, multistart
+from fcinvert.inversion.multistart import Basin, MultiStartResult, multistart, starts_text
 from fcinvert.inversion.prior import Ensemble, Prior, Start, load_prior_ensemble
 from fcinvert.inversion.refine import Intensities
 from fcinvert.models.bundle import ModelBundle
@@ -347,7 +347,7 @@ def _search_notes(
     ]
     for basin in search.ambiguous:
         notes.append(
-            f"ambiguous: another minimum (from {', '.join(basin.starts)}) fits almost as well "
+            f"ambiguous: another minimum (from {starts_text(basin.starts)}) fits almost as well "
             f"(misfit +{_excess(basin, search):.1%}, separation {basin.separation:.1f} σ) with a "
             f"dispersion {basin.distance:.2f} meV RMS away; the intervals include it"
         )
