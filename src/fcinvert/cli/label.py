@@ -26,6 +26,7 @@ from fcinvert.labels.members import (
     MODEL_FILE_KINDS,
     Member,
     factory_member,
+    members_help,
     model_file_member,
     select_members,
 )
@@ -100,7 +101,7 @@ def label(
         results = [result]
     else:
         chosen = _members(loaded, members, calculator, model_file, model_kind, name)
-        results = _run(labeller, chosen, recompute)
+        results = _run(labeller, chosen, recompute) if chosen else []
     failures = {r.name: r.message for r in results if r.status == "failed"}
     summary = summarise(labeller, failures)
     _print_table(results, zone_boundary_label(loaded))
@@ -115,7 +116,13 @@ def label(
 
 def _members(material, spec, calculator, model_file, model_kind, name) -> list[Member]:
     if spec is not None:
-        return select_members(spec, set(material.atoms.get_chemical_symbols()))
+        chosen, skipped = select_members(spec, set(material.atoms.get_chemical_symbols()))
+        for member in skipped:
+            console.print(
+                f"skipped {member.name}: package '{member.package}' not installed "
+                "(pip install 'fcinvert[forcefields]')"
+            )
+        return chosen
     if calculator is not None:
         return [factory_member(calculator, name)]
     if model_kind is None:
@@ -197,4 +204,5 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("label")(label)
+    epilog = "Built-in members (--members NAME,NAME or all-offline):\n\n" + members_help()
+    app.command("label", epilog=epilog)(label)
