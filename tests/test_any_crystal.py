@@ -3,13 +3,18 @@ rule and the resumable ``build``."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import h5py
+import numpy as np
 import pytest
 from ase.build import bulk
 
+from fcinvert.data.spectrum_file import Spectrum, write_spectrum
 from fcinvert.labels.members import BUILTIN, members_help, select_members
+from fcinvert.physics.material import load_material
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -61,3 +66,82 @@ def test_label_all_offline_without_packages_is_not_a_failure(tmp_path):
     assert result.returncode == 0, result.stderr
     for member in skipped:
         assert f"skipped {member.name}: package '{member.package}' not installed" in result.stdout
+
+
+def write_measurement(path, energy, temperature=296.0, resolution=(0.8, 0.03), material="cu"):
+    """A sparse measured map: one peak per q column, NaN elsewhere."""
+    qpoints = np.linspace([0.0, 0.0, 0.0], [0.5, 0.0, 0.5], 12)
+    intensity = np.full((len(qpoints), len(energy)), np.nan)
+    intensity[::3] = np.exp(-0.5 * ((energy[None, :] - 10.0) / 1.0) ** 2)
+    spectrum = Spectrum(
+        intensity, np.asarray(energy), qpoints, material, temperature, resolution=resolution
+    )
+    if temperature is None:
+        spectrum.temperature_K = np.nan
+    write_spectrum(path, spectrum)
+    if temperature is None:
+        with h5py.File(path, "a") as handle:
+            del handle.attrs["temperature_K"]
+
+
+@pytest.fixture(scope="module")
+def cu_structure(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cu") / "cu.vasp"
+    bulk("Cu", "fcc", a=3.615).write(path, format="vasp")
+    return path
+
+
+def test_material_takes_the_measurements_grid_unchanged(tmp_path, cu_structure):
+    data = tmp_path / "data.h5"
+    write_measurement(data, np.arange(80) * 0.5 + 0.25)
+    folder = tmp_path / "cu"
+    args = ("material", "init", str(cu_structure), "--name", "cu", "--out", str(folder))
+    result = run(*args, "--data", str(data), "--shells", "2")
+    assert result.returncode == 0, result.stderr
+    settings = json.loads((folder / "material.json").read_text())
+    assert settings["energy"] == {"min_meV": 0.0, "max_meV": 40.0, "bins": 80}
+    assert settings["resolution"] == {"fwhm0_meV": 0.8, "slope": 0.03}
+    assert settings["temperature_K"] == 296.0
+    material = load_material(folder)
+    assert np.allclose(material.energy.centres, np.arange(80) * 0.5 + 0.25)
+    # the option wins over the file; a file without temperature or resolution: defaults
+    bare = tmp_path / "bare.h5"
+    write_measurement(bare, np.arange(40) * 1.0 + 2.5, temperature=None, resolution=None)
+    other = tmp_path / "cu2"
+    result = run(*args[:-1], str(other), "--data", str(bare), "--shells", "2")
+    assert result.returncode == 0, result.stderr
+    settings = json.loads((other / "material.json").read_text())
+    assert settings["temperature_K"] == 5.0 and settings["resolution"]["fwhm0_meV"] == 1.0
+    assert settings["energy"] == {"min_meV": 2.0, "max_meV": 42.0, "bins": 40}
+    third = tmp_path / "cu3"
+    result = run(*args[:-1], str(third), "--data", str(data), "--temperature", "10")
+    assert json.loads((third / "material.json").read_text())["temperature_K"] == 10.0
+
+
+@pytest.mark.parametrize(
+    ("energy", "material", "fragment"),
+    [
+        (np.r_[np.arange(10) * 0.5, 6.0, 7.0], "cu", "energy bins are not uniform"),
+        (np.arange(20) * 0.5 + 0.25, "al", "a spectrum of 'al', not of 'cu'"),
+    ],
+)
+def test_measurement_that_does_not_fit_is_refused(
+    tmp_path, cu_structure, energy, material, fragment
+):
+    data = tmp_path / "data.h5"
+    write_measurement(data, energy, material=material)
+    folder = tmp_path / "cu"
+    result = run(
+        "material",
+        "init",
+        str(cu_structure),
+        "--name",
+        "cu",
+        "--out",
+        str(folder),
+        "--data",
+        str(data),
+    )
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert fragment in result.stderr and "--data" in result.stderr
+    assert not folder.exists()

@@ -359,6 +359,27 @@ def energy_window_for(highest_frequency: float, path_points: int) -> EnergySetti
     return EnergySettings(max_meV=maximum, bins=round(PIXELS_TARGET / path_points))
 
 
+def energy_settings_from_centres(centres: np.ndarray, where: str) -> EnergySettings:
+    """The energy grid of a measurement, unchanged: its bin centres (nE,) meV, which must be
+    uniform (to 1e-3 of a bin), become the material's bins — a measurement is never rebinned
+    without a word. ``where`` names the source in the error."""
+    centres = np.asarray(centres, dtype=float)
+    steps = np.diff(centres)
+    if len(centres) < 2 or np.any(steps <= 0):
+        raise FcinvertError(f"{where}: needs at least two increasing energy bins")
+    width = float(steps.mean())
+    if np.max(np.abs(steps - width)) > 1e-3 * width:
+        raise FcinvertError(
+            f"{where}: energy bins are not uniform (widths {steps.min():.4g}–{steps.max():.4g} "
+            "meV); rebin the measurement onto uniform bins first"
+        )
+    return EnergySettings(
+        min_meV=float(centres[0] - 0.5 * width),
+        max_meV=float(centres[-1] + 0.5 * width),
+        bins=len(centres),
+    )
+
+
 def init_material(
     structure_file: str | Path,
     name: str,
@@ -367,6 +388,8 @@ def init_material(
     shells: int = 5,
     path_points: int = 200,
     energy_max: float | None = None,
+    energy: EnergySettings | None = None,
+    resolution: ResolutionSettings | None = None,
     temperature: float = 5.0,
     on_conversion: Literal["convert", "refuse"] = "convert",
 ) -> tuple[Path, bool]:
@@ -374,6 +397,9 @@ def init_material(
 
     A cell that is not seekpath's standard primitive one is converted to it (the q-path and the
     FC basis are only meaningful there) or, with ``on_conversion='refuse'``, rejected.
+    energy: the grid (e.g. a measurement's, :func:`energy_settings_from_centres`); else
+    ``energy_max`` with the 20 000-pixel rule, else none until ``label`` derives it from the
+    ensemble (:func:`energy_window_for`). resolution: default FWHM(E) = 1.0 meV + 0.02·E.
     """
     atoms = read_structure(structure_file)
     standard, converted = standard_primitive(atoms)
@@ -386,8 +412,7 @@ def init_material(
     if (folder / CONFIG_NAME).exists():
         raise FcinvertError(f"{folder}: a material already exists there")
     cutoff = shell_cutoff(standard, shells)
-    energy = None
-    if energy_max is not None:
+    if energy is None and energy_max is not None:
         energy = EnergySettings(max_meV=energy_max, bins=round(PIXELS_TARGET / path_points))
     settings = MaterialSettings(
         name=name,
@@ -396,6 +421,7 @@ def init_material(
         supercell=minimal_supercell(standard, cutoff),
         path_points=path_points,
         energy=energy,
+        resolution=resolution or ResolutionSettings(),
         temperature_K=temperature,
     )
     folder.mkdir(parents=True, exist_ok=True)
