@@ -14,7 +14,9 @@ from ase.build import bulk
 
 from fcinvert.data.spectrum_file import Spectrum, write_spectrum
 from fcinvert.labels.members import BUILTIN, members_help, select_members
-from fcinvert.physics.material import load_material
+from fcinvert.labels.shells import choose_shells, distance_shells, shell_changes
+from fcinvert.physics.fcspace import build_fcspace
+from fcinvert.physics.material import init_material, load_material, save_settings
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -145,3 +147,45 @@ def test_measurement_that_does_not_fit_is_refused(
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert fragment in result.stderr and "--data" in result.stderr
     assert not folder.exists()
+
+
+def test_shell_changes_measure_what_each_shell_adds(nb):
+    material, fcspace = nb
+    theta = fcspace.theta_from_dict(material.require_reference(), np.zeros(fcspace.n_params))
+    shells = distance_shells(fcspace, material.atoms)
+    assert shells.min() == 1 and shells.max() == material.settings.shells
+    changes = shell_changes(material, fcspace, theta)
+    assert changes.shape == (material.settings.shells,) and np.all(changes > 0)
+    assert changes[0] > 5.0  # nearest neighbours carry most of a metal's dispersion
+    cut = np.where(shells <= 3, theta, 0.0)  # a crystal whose forces end at shell 3
+    changes_cut = shell_changes(material, fcspace, cut)
+    assert np.allclose(changes_cut[:3], changes[:3]) and np.all(changes_cut[3:] == 0.0)
+    choice = choose_shells(material, fcspace, {"a": cut, "b": theta}, threshold=1e-9)
+    assert choice.chosen == material.settings.shells  # the median keeps b's far shells
+    choice = choose_shells(material, fcspace, {"a": cut, "b": cut}, threshold=1e-9)
+    assert choice.chosen == 3
+    threshold = float(np.sort(changes)[1]) + 1e-9  # all but the largest two changes are below
+    expected = 1 + int(np.flatnonzero(changes > threshold)[-1])
+    assert choose_shells(material, fcspace, {"b": theta}, threshold).chosen == expected
+
+
+def test_label_chooses_the_shells_and_cuts_the_labels(tmp_path, cu_structure):
+    folder = tmp_path / "cu"
+    init_material(cu_structure, "cu", out=folder, shells=4)
+    material = load_material(folder)
+    material.settings.choose_shells = True  # a 4-shell probe, to keep the test short
+    save_settings(material)
+    result = run("label", str(folder), "--members", "emt")
+    assert result.returncode == 0, result.stderr
+    settled = load_material(folder)
+    record = json.loads((folder / "shells.json").read_text())
+    assert not settled.settings.choose_shells and settled.settings.shells == record["chosen"]
+    assert record["probe_shells"] == 4 and 1 <= record["chosen"] <= 4
+    changes = np.array(record["ensemble_change_meV"])
+    assert changes[record["chosen"] - 1] > record["threshold_meV"]
+    assert np.all(changes[record["chosen"] :] <= record["threshold_meV"])
+    assert settled.settings.supercell == material.settings.supercell  # the probe's, kept
+    label = json.loads((folder / "labels" / "emt.json").read_text())
+    names = build_fcspace(settled).names
+    assert list(label["parameters"]) == names and label["provenance"]["shells_probe"] == 4
+    assert label["status"] == "stable" and settled.reference is not None

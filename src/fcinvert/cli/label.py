@@ -30,6 +30,7 @@ from fcinvert.labels.members import (
     model_file_member,
     select_members,
 )
+from fcinvert.labels.shells import settle_shells
 from fcinvert.labels.transfer import label_force_constants, load_force_constants
 from fcinvert.physics.material import load_material
 
@@ -103,6 +104,14 @@ def label(
         chosen = _members(loaded, members, calculator, model_file, model_kind, name)
         results = _run(labeller, chosen, recompute) if chosen else []
     failures = {r.name: r.message for r in results if r.status == "failed"}
+    labeller, choice = settle_shells(labeller)
+    if choice is not None:
+        changes = " ".join(f"{x:.2f}" for x in choice.ensemble)
+        console.print(
+            f"shells: {choice.chosen} of the {choice.probe_shells}-shell probe (ensemble change "
+            f"per shell {changes} meV; kept while above {choice.threshold_meV} meV); the labels "
+            "are cut after it"
+        )
     summary = summarise(labeller, failures)
     _print_table(results, zone_boundary_label(loaded))
     if "reference" in summary:

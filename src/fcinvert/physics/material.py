@@ -68,6 +68,11 @@ class MaterialSettings(BaseModel):
     structure: str = STRUCTURE_NAME
     masses_amu: list[float]
     shells: int = Field(gt=0, description="neighbour shells (orbits, by distance) with free FCs")
+    choose_shells: bool = Field(
+        default=False,
+        description="the next 'fcinvert label' measures how many shells the ensemble needs "
+        "(fcinvert.labels.shells), sets 'shells' and clears this",
+    )
     supercell: int = Field(gt=0, description="n of the n×n×n supercell of the primitive cell")
     path_points: int = Field(default=200, ge=10)
     energy: EnergySettings | None = None
@@ -352,6 +357,22 @@ def phonopy_masses(symbols: list[str]) -> list[float]:
     return [float(data.atom_data[data.symbol_map[s]][3]) for s in symbols]
 
 
+#: shells of the probe labelling of a material whose shells ``label`` chooses
+PROBE_SHELLS = 8
+#: the probe takes fewer shells when its supercell would hold more atoms than this
+PROBE_MAX_ATOMS = 256
+
+
+def probe_shells(atoms: Atoms) -> int:
+    """Shells of the probe for the primitive cell ``atoms``: PROBE_SHELLS, or fewer so that
+    the smallest n×n×n supercell holding them has at most PROBE_MAX_ATOMS atoms."""
+    for shells in range(PROBE_SHELLS, 1, -1):
+        n = minimal_supercell(atoms, shell_cutoff(atoms, shells))
+        if n**3 * len(atoms) <= PROBE_MAX_ATOMS:
+            return shells
+    return 1
+
+
 def energy_window_for(highest_frequency: float, path_points: int) -> EnergySettings:
     """Energy grid chosen by the paper's Ge rule: window ≈ 1.87 × the highest phonon (Ge:
     70 meV for 37.5 meV), rounded up to 5 meV; bins so that nq × nE ≈ 20 000 pixels."""
@@ -385,7 +406,7 @@ def init_material(
     name: str,
     *,
     out: Path | None = None,
-    shells: int = 5,
+    shells: int | None = 5,
     path_points: int = 200,
     energy_max: float | None = None,
     energy: EnergySettings | None = None,
@@ -400,6 +421,8 @@ def init_material(
     energy: the grid (e.g. a measurement's, :func:`energy_settings_from_centres`); else
     ``energy_max`` with the 20 000-pixel rule, else none until ``label`` derives it from the
     ensemble (:func:`energy_window_for`). resolution: default FWHM(E) = 1.0 meV + 0.02·E.
+    shells None: ``label`` chooses them (``fcinvert.labels.shells``) from a probe labelling
+    at :func:`probe_shells`, whose supercell the material keeps.
     """
     atoms = read_structure(structure_file)
     standard, converted = standard_primitive(atoms)
@@ -411,6 +434,9 @@ def init_material(
     folder = Path(out) if out is not None else user_library() / name
     if (folder / CONFIG_NAME).exists():
         raise FcinvertError(f"{folder}: a material already exists there")
+    choose_shells = shells is None
+    if choose_shells:
+        shells = probe_shells(standard)
     cutoff = shell_cutoff(standard, shells)
     if energy is None and energy_max is not None:
         energy = EnergySettings(max_meV=energy_max, bins=round(PIXELS_TARGET / path_points))
@@ -418,6 +444,7 @@ def init_material(
         name=name,
         masses_amu=phonopy_masses(standard.get_chemical_symbols()),
         shells=shells,
+        choose_shells=choose_shells,
         supercell=minimal_supercell(standard, cutoff),
         path_points=path_points,
         energy=energy,
