@@ -4,15 +4,19 @@ rule and the resumable ``build``."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 from ase.build import bulk
 
-from fcinvert.data.spectrum_file import Spectrum, write_spectrum
+from fcinvert.data.spectrum_file import Spectrum, read_spectrum, write_spectrum
 from fcinvert.labels.members import BUILTIN, members_help, select_members
 from fcinvert.labels.shells import choose_shells, distance_shells, shell_changes
 from fcinvert.physics.fcspace import build_fcspace
@@ -189,3 +193,118 @@ def test_label_chooses_the_shells_and_cuts_the_labels(tmp_path, cu_structure):
     names = build_fcspace(settled).names
     assert list(label["parameters"]) == names and label["provenance"]["shells_probe"] == 4
     assert label["status"] == "stable" and settled.reference is not None
+
+
+DATA = Path(__file__).resolve().parent.parent / "benchmarks" / "data" / "any_crystal"
+
+
+def test_build_resumes_after_a_kill_and_invert_uses_its_model(tmp_path):
+    environment = {**os.environ, "FCINVERT_HOME": str(tmp_path / "home")}
+    command = [sys.executable, "-m", "fcinvert", "build", str(DATA / "cu.vasp"), "--name", "cu"]
+    command += ["--data", str(DATA / "cu.h5"), "--members", "emt", "--shells", "2", "--fast"]
+    first = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
+    )
+    for line in first.stdout:  # kill it while it writes the dataset
+        if line.startswith("[4/6]"):
+            time.sleep(2.0)
+            first.send_signal(signal.SIGKILL)
+            break
+    first.wait()
+    folder = tmp_path / "home" / "materials" / "cu"
+    assert not (folder / "build" / "dataset.h5").exists()  # nothing half-written
+    second = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
+    assert second.returncode == 0, second.stderr[-2000:]
+    for kept in ("[1/6] material", "[2/6] labels: ensemble.json complete", "[3/6] sensitivity"):
+        assert any(line.startswith(kept) and "kept" in line for line in second.stdout.splitlines())
+    settings = json.loads((folder / "material.json").read_text())
+    measured = read_spectrum(DATA / "cu.h5")
+    assert settings["energy"]["bins"] == len(measured.energy)
+    assert settings["temperature_K"] == measured.temperature_K
+    report = json.loads((folder / "build" / "report.json").read_text())
+    assert report["held_out"]["spectra"] == 60 and report["measurement"] is not None
+    out = tmp_path / "r.json"
+    invert = ["invert", str(DATA / "cu.h5"), "--model", "cu", "--refine", "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-m", "fcinvert", *invert],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(out.read_text())["model"]
+
+
+def shifted_measurement(path, qpoints=None, lattice=None):
+    """A copy of the Cu measurement with other q-points or another lattice parameter."""
+    spectrum = read_spectrum(DATA / "cu.h5")
+    if qpoints is not None:
+        spectrum.qpoints = qpoints
+    if lattice is not None:
+        spectrum.lattice_parameter_A = lattice
+    write_spectrum(path, spectrum)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "fragment"),
+    [
+        ("molecule", "not a 3-D periodic crystal"),
+        ("lattice", "lattice parameter of 4.0000 Å"),
+        ("off-path", "lie on the material's q-path"),
+        ("no-member", "no installed force field can label"),
+    ],
+)
+def test_build_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, case, fragment):
+    structure, data, members = DATA / "cu.vasp", DATA / "cu.h5", "emt"
+    if case == "molecule":
+        structure = tmp_path / "water.xyz"
+        structure.write_text("3\n\nO 0 0 0\nH 0.76 0.59 0\nH -0.76 0.59 0\n")
+    elif case == "lattice":
+        data = shifted_measurement(tmp_path / "d.h5", lattice=4.0)
+    elif case == "off-path":
+        qpoints = np.random.default_rng(0).uniform(0.05, 0.45, (22, 3))
+        data = shifted_measurement(tmp_path / "d.h5", qpoints=qpoints)
+    else:
+        members = "tersoff-ge-1989"
+    folder = tmp_path / "cu"
+    result = run(
+        "build",
+        str(structure),
+        "--name",
+        "cu",
+        "--out",
+        str(folder),
+        "--data",
+        str(data),
+        "--members",
+        members,
+        "--fast",
+    )
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert fragment in result.stderr and "Traceback" not in result.stderr
+    assert not folder.exists()
+
+
+def test_invert_a_material_without_labels_is_one_line(tmp_path, cu_structure):
+    folder = tmp_path / "cu"
+    assert (
+        run(
+            "material",
+            "init",
+            str(cu_structure),
+            "--name",
+            "cu",
+            "--out",
+            str(folder),
+            "--shells",
+            "2",
+        ).returncode
+        == 0
+    )
+    result = run(
+        "invert", str(DATA / "cu.h5"), "--material", str(folder), "--out", str(tmp_path / "r.json")
+    )
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "label" in result.stderr and not (tmp_path / "r.json").exists()

@@ -26,6 +26,7 @@ def _register_all() -> None:
     if app.registered_commands or app.registered_groups:
         return
     from fcinvert.cli import (
+        build,
         evaluate,
         label,
         material,
@@ -36,7 +37,17 @@ def _register_all() -> None:
         stage1,
     )
 
-    for module in (material, simulate, label, stage1, models, measure, evaluate, single_scan):
+    for module in (
+        material,
+        simulate,
+        label,
+        stage1,
+        models,
+        build,
+        measure,
+        evaluate,
+        single_scan,
+    ):
         module.register(app)
 
 

@@ -128,8 +128,7 @@ def _members(material, spec, calculator, model_file, model_kind, name) -> list[M
         chosen, skipped = select_members(spec, set(material.atoms.get_chemical_symbols()))
         for member in skipped:
             console.print(
-                f"skipped {member.name}: package '{member.package}' not installed "
-                "(pip install 'fcinvert[forcefields]')"
+                f"skipped {member.name}: package '{member.package}' not installed", markup=False
             )
         return chosen
     if calculator is not None:

@@ -5,7 +5,9 @@ Datasets: ``intensity`` (nq, nE), optional ``error`` (nq, nE), ``energy`` (nE,) 
 ``frequencies`` (nq, n_branches) meV (simulated files). Attributes: ``material``,
 ``temperature_K``, optionally the instrument's Gaussian energy resolution as
 ``resolution_fwhm0_meV`` and ``resolution_slope`` (FWHM(E) = fwhm0 + slope·E, the material's
-form; ``material init --data`` takes it). NaN marks unmeasured pixels.
+form; ``material init --data`` takes it) and the sample's conventional cubic
+``lattice_parameter_A`` (``build`` checks it against the structure). NaN marks unmeasured
+pixels.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ class Spectrum:
     intensity, error: (nq, nE) (error is one standard deviation, or None); energy: (nE,) meV;
     qpoints: (nq, 3) reduced; frequencies: (nq, n_branches) meV when simulated, else None;
     temperature_K: NaN when the file does not say; resolution: (fwhm0 meV, slope) of
-    FWHM(E) = fwhm0 + slope·E when the file says, else None.
+    FWHM(E) = fwhm0 + slope·E when the file says, else None; lattice_parameter_A: the
+    sample's conventional cubic a (Å) when the file says, else None.
     """
 
     intensity: np.ndarray
@@ -44,6 +47,7 @@ class Spectrum:
     error: np.ndarray | None = None
     frequencies: np.ndarray | None = None
     resolution: tuple[float, float] | None = None
+    lattice_parameter_A: float | None = None
 
     def __post_init__(self) -> None:
         nq, n_energy = np.shape(self.intensity)
@@ -73,6 +77,8 @@ def write_spectrum(path: str | Path, spectrum: Spectrum, attrs: dict | None = No
         if spectrum.resolution is not None:
             handle.attrs["resolution_fwhm0_meV"] = float(spectrum.resolution[0])
             handle.attrs["resolution_slope"] = float(spectrum.resolution[1])
+        if spectrum.lattice_parameter_A is not None:
+            handle.attrs["lattice_parameter_A"] = float(spectrum.lattice_parameter_A)
 
 
 @validate.reads_file("spectrum file")
@@ -110,6 +116,7 @@ def read_spectrum(path: str | Path) -> Spectrum:
         except (TypeError, ValueError):
             raise FcinvertError(f"{path}: temperature_K is not a number") from None
         resolution = _resolution(path, handle.attrs)
+        lattice = _lattice_parameter(path, handle.attrs)
     if intensity.ndim != 2:
         raise FcinvertError(f"{path}: intensity must be 2-D (nq, nE), got shape {intensity.shape}")
     nq, n_energy = intensity.shape
@@ -127,8 +134,21 @@ def read_spectrum(path: str | Path) -> Spectrum:
     if not np.any(np.isfinite(intensity)):
         raise FcinvertError(f"{path}: every intensity pixel is NaN (nothing measured)")
     return Spectrum(
-        intensity, energy, qpoints, material, temperature, error, frequencies, resolution
+        intensity, energy, qpoints, material, temperature, error, frequencies, resolution, lattice
     )
+
+
+def _lattice_parameter(path: Path, attrs: h5py.AttributeManager) -> float | None:
+    """The file's ``lattice_parameter_A`` (finite, > 0), or None when it has none."""
+    if "lattice_parameter_A" not in attrs:
+        return None
+    try:
+        value = float(attrs["lattice_parameter_A"])
+    except (TypeError, ValueError):
+        raise FcinvertError(f"{path}: lattice_parameter_A is not a number") from None
+    if not np.isfinite(value) or value <= 0:
+        raise FcinvertError(f"{path}: lattice_parameter_A must be > 0, got {value}")
+    return value
 
 
 def _resolution(path: Path, attrs: h5py.AttributeManager) -> tuple[float, float] | None:
