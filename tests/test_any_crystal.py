@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -205,9 +204,8 @@ def test_build_resumes_after_a_kill_and_invert_uses_its_model(tmp_path):
     first = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
     )
-    for line in first.stdout:  # kill it while it writes the dataset
+    for line in first.stdout:  # kill it while it prepares the dataset
         if line.startswith("[4/6]"):
-            time.sleep(2.0)
             first.send_signal(signal.SIGKILL)
             break
     first.wait()

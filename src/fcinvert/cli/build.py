@@ -90,7 +90,7 @@ def build(
             bar.advance(tasks["dataset"], count)
 
         def say(text: str) -> None:
-            bar.console.print(text, markup=False, highlight=False)
+            bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
         progress = BuildProgress(say, label_start, label_done, spectra, True)
         folder, log = build_material(structure, name, data, settings, out, progress)
