@@ -30,7 +30,6 @@ from fcinvert.labels.members import (
     model_file_member,
     select_members,
 )
-from fcinvert.labels.shells import settle_shells
 from fcinvert.labels.transfer import label_force_constants, load_force_constants
 from fcinvert.physics.material import load_material
 
@@ -104,6 +103,8 @@ def label(
         chosen = _members(loaded, members, calculator, model_file, model_kind, name)
         results = _run(labeller, chosen, recompute) if chosen else []
     failures = {r.name: r.message for r in results if r.status == "failed"}
+    from fcinvert.labels.shells import settle_shells
+
     labeller, choice = settle_shells(labeller)
     if choice is not None:
         changes = " ".join(f"{x:.2f}" for x in choice.ensemble)

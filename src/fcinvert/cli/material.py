@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -13,10 +13,12 @@ from rich.console import Console
 from rich.table import Table
 
 from fcinvert import validate
-from fcinvert.data.spectrum_file import MeasurementGrid, measurement_grid, read_spectrum
 from fcinvert.errors import FcinvertError
 from fcinvert.physics.fcspace import build_fcspace
 from fcinvert.physics.material import Material, init_material, load_material
+
+if TYPE_CHECKING:
+    from fcinvert.data.spectrum_file import MeasurementGrid
 
 #: sample temperature (K) of a new material when neither --temperature nor --data gives one
 DEFAULT_TEMPERATURE = 5.0
@@ -207,6 +209,8 @@ def parse_shells(text: str) -> int | None:
 
 def read_grid(data: Path, name: str) -> MeasurementGrid:
     """The grid of the measurement ``data`` for a new material ``name`` (one-line errors)."""
+    from fcinvert.data.spectrum_file import measurement_grid, read_spectrum
+
     validate.input_file(data, "--data")
     spectrum = read_spectrum(data)
     if spectrum.material and spectrum.material != name:
