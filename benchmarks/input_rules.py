@@ -3,7 +3,7 @@
 The same realistic dataset, split, seed and small VAE (channels 8-16-32-64, latent 20) for each
 rule in ``fcinvert.models.preprocess.INPUT_RULES`` (each with the mask channel), a few VAE epochs
 and a regressor to early stopping; then the ML-alone accuracy on the dataset's held-out test
-spectra (``scripts/evaluate_realistic.py``): R² per selected FC and dispersion RMS. Rules are
+spectra (``fcinvert.analysis.held_out``): R² per selected FC and dispersion RMS. Rules are
 ranked against each other in the same run (small runs: compare, don't quote as final accuracy).
 
     .venv/bin/python benchmarks/input_rules.py work/data/ge-realistic.h5 [--limit 3000]
@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 
 def main() -> None:
@@ -33,8 +30,8 @@ def main() -> None:
 
     import numpy as np
     import torch
-    from evaluate_realistic import evaluate_bundle
 
+    from fcinvert.analysis.held_out import held_out_scores
     from fcinvert.data.dataset import read_dataset
     from fcinvert.models.training import TrainConfig, train_model
     from fcinvert.models.vae import VAEConfig
@@ -59,7 +56,7 @@ def main() -> None:
             start = time.perf_counter()
             result = train_model(args.dataset, Path(work) / rule, config, progress=False)
             wall = time.perf_counter() - start
-            scores = evaluate_bundle(result.bundle, stored, args.test, n_samples=50)
+            scores = held_out_scores(result.bundle, stored, args.test, n_samples=50)
             rows[rule] = {"train_s": round(wall, 1), **scores}
             r2 = np.array(list(scores["r2"].values()))
             print(

@@ -20,6 +20,7 @@ ROOT_MODULES = {
     "iohelpers": -1,
     "validate": -1,
     "simulate": LAYERS.index("data"),
+    "build": LAYERS.index("analysis"),  # the build workflow: labels → data → models → scores
     "__main__": LAYERS.index("cli"),
 }
 PACKAGE = Path(fcinvert.__file__).parent

@@ -40,6 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "stage1",
         "Draw stable FC sets from the training domain and write them with their spectra.",
     ),
+    "build": (
+        "build",
+        "Build a material with a trained inverter from a structure file (and a measurement).",
+    ),
     "train": ("models", "Train an inverter on a Stage I dataset and write a model bundle."),
     "invert": ("models", "Infer force constants, with intervals, from a spectrum."),
     "fold": ("measure", "Fold a measured S(Q, E) onto the material's path and energy grid."),

@@ -26,6 +26,7 @@ from fcinvert.labels.members import (
     MODEL_FILE_KINDS,
     Member,
     factory_member,
+    members_help,
     model_file_member,
     select_members,
 )
@@ -100,8 +101,18 @@ def label(
         results = [result]
     else:
         chosen = _members(loaded, members, calculator, model_file, model_kind, name)
-        results = _run(labeller, chosen, recompute)
+        results = _run(labeller, chosen, recompute) if chosen else []
     failures = {r.name: r.message for r in results if r.status == "failed"}
+    from fcinvert.labels.shells import settle_shells
+
+    labeller, choice = settle_shells(labeller)
+    if choice is not None:
+        changes = " ".join(f"{x:.2f}" for x in choice.ensemble)
+        console.print(
+            f"shells: {choice.chosen} of the {choice.probe_shells}-shell probe (ensemble change "
+            f"per shell {changes} meV; kept while above {choice.threshold_meV} meV); the labels "
+            "are cut after it"
+        )
     summary = summarise(labeller, failures)
     _print_table(results, zone_boundary_label(loaded))
     if "reference" in summary:
@@ -115,7 +126,12 @@ def label(
 
 def _members(material, spec, calculator, model_file, model_kind, name) -> list[Member]:
     if spec is not None:
-        return select_members(spec, set(material.atoms.get_chemical_symbols()))
+        chosen, skipped = select_members(spec, set(material.atoms.get_chemical_symbols()))
+        for member in skipped:
+            console.print(
+                f"skipped {member.name}: package '{member.package}' not installed", markup=False
+            )
+        return chosen
     if calculator is not None:
         return [factory_member(calculator, name)]
     if model_kind is None:
@@ -197,4 +213,5 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("label")(label)
+    epilog = "Built-in members (--members NAME,NAME or all-offline):\n\n" + members_help()
+    app.command("label", epilog=epilog)(label)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -13,8 +13,15 @@ from rich.console import Console
 from rich.table import Table
 
 from fcinvert import validate
+from fcinvert.errors import FcinvertError
 from fcinvert.physics.fcspace import build_fcspace
 from fcinvert.physics.material import Material, init_material, load_material
+
+if TYPE_CHECKING:
+    from fcinvert.data.spectrum_file import MeasurementGrid
+
+#: sample temperature (K) of a new material when neither --temperature nor --data gives one
+DEFAULT_TEMPERATURE = 5.0
 
 console = Console()
 
@@ -26,6 +33,8 @@ OPTION_OF = {
     "bins": "--path-points",
     "max_meV": "--emax",
     "temperature_K": "--temperature",
+    "fwhm0_meV": "--data",
+    "slope": "--data",
 }
 
 
@@ -108,30 +117,62 @@ def init(
     structure: Annotated[Path, typer.Argument(help="structure file (POSCAR, CIF, any ase format)")],
     name: Annotated[str, typer.Option(help="name of the new material")],
     out: Annotated[Path | None, typer.Option(help="folder (default: the user library)")] = None,
-    shells: Annotated[int, typer.Option(help="neighbour shells with free FCs")] = 5,
+    shells: Annotated[
+        str,
+        typer.Option(
+            help="neighbour shells with free FCs, or 'auto': label measures how many the "
+            "force-field ensemble needs (fcinvert.labels.shells)"
+        ),
+    ] = "auto",
     path_points: Annotated[int, typer.Option(help="q-points on the path")] = 200,
-    emax: Annotated[float | None, typer.Option(help="top of the energy window, meV")] = None,
-    temperature: Annotated[float, typer.Option(help="sample temperature, K")] = 5.0,
+    emax: Annotated[
+        float | None, typer.Option(help="top of the energy window, meV (not with --data)")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="a measurement (spectrum file): its energy bins become the material's, "
+            "unchanged; its resolution and temperature too when the file states them"
+        ),
+    ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(help="sample temperature, K (default: --data's, else 5 K)"),
+    ] = None,
     refuse_conversion: Annotated[
         bool, typer.Option(help="fail instead of converting a non-standard cell")
     ] = False,
 ) -> None:
-    """Create a material folder from any structure file."""
+    """Create a material folder from any structure file.
+
+    The energy grid: --data's bins; else 0 to --emax in 20 000 / path-points bins; else set by
+    'fcinvert label' from the ensemble (window 1.87 × its highest phonon, rounded up to 5 meV).
+    The resolution: --data's (attributes resolution_fwhm0_meV, resolution_slope), else
+    FWHM(E) = 1.0 meV + 0.02·E."""
     validate.safe_name(name, "--name")
     validate.output_folder(out, "--out")
-    validate.integer(shells, "--shells", minimum=1, maximum=15)
+    shell_count = parse_shells(shells)
     validate.integer(path_points, "--path-points", minimum=10, maximum=10_000)
     if emax is not None:
         validate.finite(emax, "--emax", above=0.0)
-    validate.temperature(temperature)
+    if temperature is not None:
+        validate.temperature(temperature)
+    grid = None
+    if data is not None:
+        if emax is not None:
+            raise FcinvertError("--emax and --data: the energy window comes from one of them")
+        grid = read_grid(data, name)
+    temperature = resolve_temperature(temperature, grid)
     try:
         folder, converted = init_material(
             structure,
             name,
             out=out,
-            shells=shells,
+            shells=shell_count,
             path_points=path_points,
             energy_max=emax,
+            energy=grid.energy if grid else None,
+            resolution=grid.resolution if grid else None,
             temperature=temperature,
             on_conversion="refuse" if refuse_conversion else "convert",
         )
@@ -140,11 +181,72 @@ def init(
     if converted:
         console.print("converted the cell to the seekpath standard primitive cell")
     material = load_material(folder)
+    if grid is not None:
+        console.print(describe_grid(material, data, grid))
+    supercell = material.settings.supercell
+    if material.settings.choose_shells:
+        console.print(
+            f"wrote {folder}: {len(material.atoms)} atoms; 'fcinvert label' will choose the "
+            f"shells from a {material.settings.shells}-shell probe (supercell {supercell}³)"
+        )
+        return
     fcspace = build_fcspace(material)
     console.print(
         f"wrote {folder}: {len(material.atoms)} atoms, {fcspace.n_params} free FC parameters "
-        f"({shells} shells, cutoff {material.cutoff:.3f} Å, supercell "
-        f"{material.settings.supercell}³)"
+        f"({shell_count} shells, cutoff {material.cutoff:.3f} Å, supercell {supercell}³)"
+    )
+
+
+def parse_shells(text: str) -> int | None:
+    """``--shells``: a count from 1 to 15, or 'auto' (None: chosen by ``label``)."""
+    if text.strip() == "auto":
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        raise FcinvertError(f"--shells: '{text}' is neither 'auto' nor an integer") from None
+    validate.integer(count, "--shells", minimum=1, maximum=15)
+    return count
+
+
+def read_grid(data: Path, name: str) -> MeasurementGrid:
+    """The grid of the measurement ``data`` for a new material ``name`` (one-line errors)."""
+    from fcinvert.data.spectrum_file import measurement_grid, read_spectrum
+
+    validate.input_file(data, "--data")
+    spectrum = read_spectrum(data)
+    if spectrum.material and spectrum.material != name:
+        raise FcinvertError(
+            f"--data {data}: a spectrum of '{spectrum.material}', not of '{name}' (name the "
+            "material as the file does, or change the file's 'material' attribute)"
+        )
+    try:
+        return measurement_grid(spectrum, f"--data {data}")
+    except ValidationError as error:
+        raise validate.settings_error(error, OPTION_OF) from None
+
+
+def resolve_temperature(option: float | None, grid: MeasurementGrid | None) -> float:
+    """The sample temperature (K): the option when given, else the measurement's, else 5 K."""
+    if option is not None:
+        return option
+    if grid is not None and grid.temperature_K is not None:
+        return grid.temperature_K
+    return DEFAULT_TEMPERATURE
+
+
+def describe_grid(material: Material, data: Path, grid: MeasurementGrid) -> str:
+    """One line: where the new material's grid, resolution and temperature came from."""
+    energy = material.settings.energy
+    resolution = material.settings.resolution
+    said = "from" if grid.resolution is not None else "default, not in"
+    width = (energy.max_meV - energy.min_meV) / energy.bins
+    return (
+        f"from {data}: {energy.bins} energy bins of {width:g} meV, "
+        f"{energy.min_meV:g}–{energy.max_meV:g} meV; resolution FWHM "
+        f"{resolution.fwhm0_meV:g} + {resolution.slope:g}·E meV ({said} the file); "
+        f"{material.settings.temperature_K:g} K"
+        + ("" if grid.temperature_K is not None else " (the file states none)")
     )
 
 

@@ -94,11 +94,23 @@ class Member:
         except importlib.metadata.PackageNotFoundError:
             return None
 
+    @property
+    def installed(self) -> bool:
+        """Whether the member's package is installed (a member of unknown package counts as
+        installed: it is tried, and fails as itself if it cannot run)."""
+        return not self.package or self.version() is not None
+
 
 def _tersoff_ge() -> Calculator:
     from ase.calculators.tersoff import Tersoff, TersoffParameters
 
     return Tersoff({("Ge", "Ge", "Ge"): TersoffParameters(**TERSOFF_GE_1989)})
+
+
+def _emt() -> Calculator:
+    from ase.calculators.emt import EMT
+
+    return EMT()
 
 
 def _chgnet(model_name: str) -> Callable[[], Calculator]:
@@ -157,6 +169,8 @@ def _import_lammps() -> Any:
 
 
 _GE, _NB = frozenset({"Ge"}), frozenset({"Nb"})
+#: the metals ase's EMT was fitted to (its H, C, N and O are for tests only)
+_EMT_METALS = frozenset({"Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt"})
 _CHGNET_NOTE = "float32 forces; FCs depend on the displacement amplitude (see step_check)"
 _DIEP_NOTE = "spurious perfect-cell forces ~1e-2 eV/Å: subtracted"
 
@@ -164,6 +178,13 @@ BUILTIN: dict[str, Member] = {
     member.name: member
     for member in (
         Member("tersoff-ge-1989", "ase", "Tersoff 1989 Ge (ase pure Python)", _tersoff_ge, _GE),
+        Member(
+            "emt",
+            "ase",
+            "EMT, effective-medium theory (ase; Jacobsen, Stoltze, Nørskov 1996)",
+            _emt,
+            _EMT_METALS,
+        ),
         Member("chgnet-0.3.0", "chgnet", "CHGNet 0.3.0", _chgnet("0.3.0"), note=_CHGNET_NOTE),
         Member("chgnet-0.2.0", "chgnet", "CHGNet 0.2.0", _chgnet("0.2.0"), note=_CHGNET_NOTE),
         Member("chgnet-r2scan", "chgnet", "CHGNet r2SCAN", _chgnet("r2scan"), note=_CHGNET_NOTE),
@@ -213,16 +234,20 @@ BUILTIN: dict[str, Member] = {
 
 
 def offline_members(elements: set[str]) -> list[Member]:
-    """Every built-in member of 'all-offline' that can describe all of ``elements``."""
+    """Every built-in member of 'all-offline' that can describe all of ``elements``, installed
+    or not (see :func:`select_members` for the split)."""
     return [
         m for m in BUILTIN.values() if m.offline and (m.elements is None or elements <= m.elements)
     ]
 
 
-def select_members(spec: str, elements: set[str]) -> list[Member]:
-    """Members from 'all-offline' or a comma-separated list of built-in names."""
+def select_members(spec: str, elements: set[str]) -> tuple[list[Member], list[Member]]:
+    """(members to run, members skipped) from 'all-offline' or a comma-separated list of
+    built-in names. 'all-offline' skips the members whose package is not installed; members
+    named one by one are all run (a missing package is then that member's failure)."""
     if spec.strip() == "all-offline":
-        return offline_members(elements)
+        members = offline_members(elements)
+        return [m for m in members if m.installed], [m for m in members if not m.installed]
     names = [name.strip() for name in spec.split(",") if name.strip()]
     unknown = [name for name in names if name not in BUILTIN]
     if unknown or not names:
@@ -230,7 +255,19 @@ def select_members(spec: str, elements: set[str]) -> list[Member]:
             f"--members: unknown member(s) {', '.join(unknown) or '(none given)'} (known: "
             f"all-offline, {', '.join(BUILTIN)})"
         )
-    return [BUILTIN[name] for name in names]
+    return [BUILTIN[name] for name in names], []
+
+
+def members_help() -> str:
+    """The built-in members, one line each: name, model, the elements it is limited to and
+    whether its package is installed here (for ``label --help``)."""
+    lines = []
+    for member in BUILTIN.values():
+        limits = f", {'/'.join(sorted(member.elements))} only" if member.elements else ""
+        extra = "" if member.offline else ", not in all-offline (a cross-check)"
+        state = "installed" if member.installed else f"not installed (package {member.package})"
+        lines.append(f"{member.name}: {member.model}{limits}{extra}; {state}")
+    return "\n".join(lines)
 
 
 def factory_member(target: str, name: str | None = None) -> Member:

@@ -34,7 +34,7 @@ from fcinvert.models.preprocess import InputRule, TargetScaler, input_channels, 
 from fcinvert.models.regressor import LatentRegressor, RegressorConfig
 from fcinvert.models.resnet import ResNet18, ResNetConfig
 from fcinvert.models.vae import SpectrumVAE, VAEConfig
-from fcinvert.physics.material import BUNDLED, EnergyGrid
+from fcinvert.physics.material import BUNDLED, EnergyGrid, user_library
 
 BUNDLE_FORMAT = "fcinvert-model"
 CONFIG_NAME = "config.json"
@@ -263,14 +263,17 @@ def find_bundle(name_or_folder: str | Path) -> Path:
     materials/<material>/models/<folder>: ``ge`` or ``ge-vae`` (the default VAE + regressor,
     trained on measurement-like spectra), ``ge-paper`` and ``ge-paper-resnet`` (the paper's
     models, trained on clean fast-model spectra). A folder holding a config.json wins over a
-    shipped name."""
+    shipped name; a material of the user library (``fcinvert build``) is found the same way."""
     candidate = Path(name_or_folder)
     if (candidate / CONFIG_NAME).is_file():
         return candidate
     material, _, architecture = str(name_or_folder).partition("-")
-    shipped = BUNDLED / material / MODELS_FOLDER / (architecture or "vae")
-    if (shipped / CONFIG_NAME).is_file():
-        return shipped
+    places = [(material, architecture or "vae"), (str(name_or_folder), "vae")]
+    for library in (BUNDLED, user_library()):  # shipped, then built (fcinvert build)
+        for owner, folder in places:
+            shipped = library / owner / MODELS_FOLDER / folder
+            if (shipped / CONFIG_NAME).is_file():
+                return shipped
     if candidate.is_dir():
         return candidate  # loading it reports what is missing
     known = sorted(

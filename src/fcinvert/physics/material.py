@@ -67,6 +67,11 @@ class MaterialSettings(BaseModel):
     structure: str = STRUCTURE_NAME
     masses_amu: list[float]
     shells: int = Field(gt=0, description="neighbour shells (orbits, by distance) with free FCs")
+    choose_shells: bool = Field(
+        default=False,
+        description="the next 'fcinvert label' measures how many shells the ensemble needs "
+        "(fcinvert.labels.shells), sets 'shells' and clears this",
+    )
     supercell: int = Field(gt=0, description="n of the n×n×n supercell of the primitive cell")
     path_points: int = Field(default=200, ge=10)
     energy: EnergySettings | None = None
@@ -370,6 +375,22 @@ def phonopy_masses(symbols: list[str]) -> list[float]:
     return [float(data.atom_data[data.symbol_map[s]][3]) for s in symbols]
 
 
+#: shells of the probe labelling of a material whose shells ``label`` chooses
+PROBE_SHELLS = 8
+#: the probe takes fewer shells when its supercell would hold more atoms than this
+PROBE_MAX_ATOMS = 256
+
+
+def probe_shells(atoms: Atoms) -> int:
+    """Shells of the probe for the primitive cell ``atoms``: PROBE_SHELLS, or fewer so that
+    the smallest n×n×n supercell holding them has at most PROBE_MAX_ATOMS atoms."""
+    for shells in range(PROBE_SHELLS, 1, -1):
+        n = minimal_supercell(atoms, shell_cutoff(atoms, shells))
+        if n**3 * len(atoms) <= PROBE_MAX_ATOMS:
+            return shells
+    return 1
+
+
 def energy_window_for(highest_frequency: float, path_points: int) -> EnergySettings:
     """Energy grid chosen by the paper's Ge rule: window ≈ 1.87 × the highest phonon (Ge:
     70 meV for 37.5 meV), rounded up to 5 meV; bins so that nq × nE ≈ 20 000 pixels."""
@@ -377,14 +398,37 @@ def energy_window_for(highest_frequency: float, path_points: int) -> EnergySetti
     return EnergySettings(max_meV=maximum, bins=round(PIXELS_TARGET / path_points))
 
 
+def energy_settings_from_centres(centres: np.ndarray, where: str) -> EnergySettings:
+    """The energy grid of a measurement, unchanged: its bin centres (nE,) meV, which must be
+    uniform (to 1e-3 of a bin), become the material's bins — a measurement is never rebinned
+    without a word. ``where`` names the source in the error."""
+    centres = np.asarray(centres, dtype=float)
+    steps = np.diff(centres)
+    if len(centres) < 2 or np.any(steps <= 0):
+        raise FcinvertError(f"{where}: needs at least two increasing energy bins")
+    width = float(steps.mean())
+    if np.max(np.abs(steps - width)) > 1e-3 * width:
+        raise FcinvertError(
+            f"{where}: energy bins are not uniform (widths {steps.min():.4g}–{steps.max():.4g} "
+            "meV); rebin the measurement onto uniform bins first"
+        )
+    return EnergySettings(
+        min_meV=float(centres[0] - 0.5 * width),
+        max_meV=float(centres[-1] + 0.5 * width),
+        bins=len(centres),
+    )
+
+
 def init_material(
     structure_file: str | Path,
     name: str,
     *,
     out: Path | None = None,
-    shells: int = 5,
+    shells: int | None = 5,
     path_points: int = 200,
     energy_max: float | None = None,
+    energy: EnergySettings | None = None,
+    resolution: ResolutionSettings | None = None,
     temperature: float = 5.0,
     on_conversion: Literal["convert", "refuse"] = "convert",
 ) -> tuple[Path, bool]:
@@ -392,6 +436,11 @@ def init_material(
 
     A cell that is not seekpath's standard primitive one is converted to it (the q-path and the
     FC basis are only meaningful there) or, with ``on_conversion='refuse'``, rejected.
+    energy: the grid (e.g. a measurement's, :func:`energy_settings_from_centres`); else
+    ``energy_max`` with the 20 000-pixel rule, else none until ``label`` derives it from the
+    ensemble (:func:`energy_window_for`). resolution: default FWHM(E) = 1.0 meV + 0.02·E.
+    shells None: ``label`` chooses them (``fcinvert.labels.shells``) from a probe labelling
+    at :func:`probe_shells`, whose supercell the material keeps.
     """
     atoms = read_structure(structure_file)
     standard, converted = standard_primitive(atoms)
@@ -403,17 +452,21 @@ def init_material(
     folder = Path(out) if out is not None else user_library() / name
     if (folder / CONFIG_NAME).exists():
         raise FcinvertError(f"{folder}: a material already exists there")
+    choose_shells = shells is None
+    if choose_shells:
+        shells = probe_shells(standard)
     cutoff = shell_cutoff(standard, shells)
-    energy = None
-    if energy_max is not None:
+    if energy is None and energy_max is not None:
         energy = EnergySettings(max_meV=energy_max, bins=round(PIXELS_TARGET / path_points))
     settings = MaterialSettings(
         name=name,
         masses_amu=phonopy_masses(standard.get_chemical_symbols()),
         shells=shells,
+        choose_shells=choose_shells,
         supercell=minimal_supercell(standard, cutoff),
         path_points=path_points,
         energy=energy,
+        resolution=resolution or ResolutionSettings(),
         temperature_K=temperature,
     )
     folder.mkdir(parents=True, exist_ok=True)
