@@ -34,10 +34,12 @@ def _register_all() -> None:
         simulate,
         single_scan,
         stage1,
+        watch,
     )
 
     for module in (material, simulate, label, stage1, models, measure, evaluate, single_scan):
         module.register(app)
+    watch.register(app)
 
 
 def main() -> None:
