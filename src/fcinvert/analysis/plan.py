@@ -41,6 +41,9 @@ Objective = Literal["theta", "band"]
 OBJECTIVES = ("theta", "band")
 #: counts per candidate in the simulation: Poisson noise ~1e-6 relative, i.e. the expectation
 SIMULATED_COUNTS = 1e12
+#: model-error floor (fraction of the intensity) before any data, and the least ever used
+MODEL_ERROR_DEFAULT = 0.05
+MODEL_ERROR_MIN = 0.01
 
 
 @dataclass
@@ -115,12 +118,40 @@ def fisher_information(
 @dataclass
 class Ranking:
     """Candidates best first: rows of {psi, gain, information_nats, band_reduction_meV2,
-    dispersion_std_meV, pixels, new_pixels, measured}; and the dispersion σ (meV, RMS over
-    path and branches) before any of them."""
+    dispersion_std_meV, pixels, new_pixels, measured}; the dispersion σ (meV, RMS over path and
+    branches) before any of them; the model-error floor used (fraction of the intensity)."""
 
     rows: list[dict]
     dispersion_std_now: float
+    model_error: float
     objective: str
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the folded data hold, for planning: the model fitted over them (n_path, nE, data
+    units, NaN unmeasured), the effective counts of every pixel (n_path, nE: (I/σ)² with the
+    refinement's pixel errors), and the rotations measured (None where unknown)."""
+
+    fitted: np.ndarray
+    counts: np.ndarray
+    psi: list[float | None]
+
+
+def measured_state(
+    spectrum: Spectrum, fitted: np.ndarray, material: Material, psi: list[float | None]
+) -> tuple[Measured, float]:
+    """The ``Measured`` of a folded spectrum and the model fitted over it, and the model-error
+    floor f: the residual variance beyond the noise as a fraction of the model's power,
+    f² = max(0, Σ(r² − σ²)) / Σ fitted² (at least MODEL_ERROR_MIN)."""
+    grid = spectrum_grid(material, spectrum)
+    errors = pixel_errors(spectrum.intensity, spectrum.error, grid)
+    ok = np.isfinite(fitted) & np.isfinite(errors) & np.isfinite(spectrum.intensity)
+    counts = np.where(ok, (np.where(ok, fitted, 0.0) / np.where(ok, errors, 1.0)) ** 2, 0.0)
+    residual = spectrum.intensity[ok] - fitted[ok]
+    excess = max(0.0, float(np.sum(residual**2 - errors[ok] ** 2)))
+    floor = np.sqrt(excess / max(float(np.sum(fitted[ok] ** 2)), 1e-300))
+    return Measured(np.where(ok, fitted, np.nan), counts, list(psi)), max(floor, MODEL_ERROR_MIN)
 
 
 def rank_candidates(
@@ -130,43 +161,43 @@ def rank_candidates(
     prior: Prior,
     basis: DynamicsBasis,
     material: Material,
-    measured: tuple[Spectrum, np.ndarray] | None,
-    measured_psi: list[float] | None = None,
+    measured: Measured | None,
+    model_error: float = MODEL_ERROR_DEFAULT,
     objective: Objective = "theta",
 ) -> Ranking:
     """Rank ``candidates`` by the expected gain (module docstring) of ``counts`` counts each.
 
     theta: (P,) eV/Å² current estimate; basis: D_k on the material's path; measured: the
-    folded spectrum and the model fitted over it (n_path, nE) at θ, or None before any data.
-    measured_psi: rotations already measured (marked in the rows).
+    folded data (None before any); model_error: the floor f (fraction of the intensity)
+    below which no pixel's error falls however often it is measured.
     """
     grid = material.energy
-    precision = np.diag(1.0 / prior.width**2)
-    measured_pixels = np.zeros(candidates.share.shape[1:], bool)
-    if measured is not None:
-        spectrum, fitted = measured
-        grid = spectrum_grid(material, spectrum)
-        errors = pixel_errors(spectrum.intensity, spectrum.error, grid)
-        precision = precision + fisher_information(basis, grid, fitted, errors, prior, theta)
-        measured_pixels = np.isfinite(spectrum.intensity)
+    shape = candidates.share.shape[1:]
+    if measured is None:
+        image, counts_now = np.full(shape, np.nan), np.zeros(shape)
+        done: set[float] = set()
+    else:
+        image, counts_now = measured.fitted, measured.counts
+        done = {round(float(p), 6) for p in measured.psi if p is not None}
+    base = np.diag(1.0 / prior.width**2)
+    information = _information(basis, grid, prior, theta, model_error)
+    precision = base + information(image, counts_now)
     covariance = np.linalg.inv(precision)
     slopes = _dispersion_slopes(basis, grid, prior, theta)  # (nq·nb, P)
     std_now = float(np.sqrt(np.mean(np.einsum("ip,pq,iq->i", slopes, covariance, slopes))))
     _, logdet_now = np.linalg.slogdet(precision)
-    done = {round(float(p), 6) for p in (measured_psi or []) if p is not None}
+    have = np.isfinite(image)
     rows = []
     for psi, share, intensity in zip(
         candidates.psi, candidates.share, candidates.intensity, strict=True
     ):
         expected = counts * share.astype(float)
         reached = np.isfinite(intensity) & (expected > 0) & (intensity > 0)
-        error = np.where(reached, intensity / np.sqrt(np.where(reached, expected, 1.0)), np.nan)
-        image = np.where(reached, intensity, np.nan)
-        added = fisher_information(basis, grid, image, error, prior, theta) if reached.any() else 0
-        after = precision + added
+        scale = _scale(image, intensity, have, reached)
+        combined = np.where(have, image, np.where(reached, scale * intensity, np.nan))
+        after = base + information(combined, counts_now + np.where(reached, expected, 0.0))
         _, logdet = np.linalg.slogdet(after)
-        cov_after = np.linalg.inv(after)
-        variance = np.einsum("ip,pq,iq->i", slopes, cov_after, slopes)
+        variance = np.einsum("ip,pq,iq->i", slopes, np.linalg.inv(after), slopes)
         nats = 0.5 * float(logdet - logdet_now)
         reduction = std_now**2 - float(np.mean(variance))
         rows.append(
@@ -177,12 +208,38 @@ def rank_candidates(
                 "band_reduction_meV2": reduction,
                 "dispersion_std_meV": float(np.sqrt(np.mean(variance))),
                 "pixels": int(reached.sum()),
-                "new_pixels": int((reached & ~measured_pixels).sum()),
+                "new_pixels": int((reached & ~have).sum()),
                 "measured": round(float(psi), 6) in done,
             }
         )
     rows.sort(key=lambda row: -row["gain"])
-    return Ranking(rows, std_now, objective)
+    return Ranking(rows, std_now, model_error, objective)
+
+
+def _information(basis: DynamicsBasis, grid, prior: Prior, theta: np.ndarray, floor: float):
+    """image (nq, nE), counts (nq, nE) ↦ Fisher matrix (P, P) with pixel errors
+    I·√(1/counts + floor²); zero for an image with no pixel."""
+
+    def information(image: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        ok = np.isfinite(image) & (counts > 0)
+        if not ok.any():
+            return np.zeros((len(theta), len(theta)))
+        relative = np.sqrt(1.0 / np.where(ok, counts, 1.0) + floor**2)
+        error = np.where(ok, np.abs(image) * relative, np.nan)
+        return fisher_information(basis, grid, np.where(ok, image, np.nan), error, prior, theta)
+
+    return information
+
+
+def _scale(image: np.ndarray, intensity: np.ndarray, have: np.ndarray, reached: np.ndarray):
+    """Factor from simulator to data units: the ratio of sums over pixels both hold (else
+    over their own pixels; 1 before any data)."""
+    both = have & reached
+    if both.any():
+        return float(np.sum(image[both]) / max(float(np.sum(intensity[both])), 1e-300))
+    if have.any() and reached.any():
+        return float(np.mean(image[have]) / max(float(np.mean(intensity[reached])), 1e-300))
+    return 1.0
 
 
 def _dispersion_slopes(basis: DynamicsBasis, grid, prior: Prior, theta: np.ndarray) -> np.ndarray:

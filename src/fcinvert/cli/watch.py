@@ -169,7 +169,13 @@ def plan(
     seed: Annotated[int, typer.Option(help="seed of every random draw")] = 0,
 ) -> None:
     """Rank candidate orientations by the information they would add to what is measured."""
-    from fcinvert.analysis.plan import OBJECTIVES, rank_candidates, simulate_candidates
+    from fcinvert.analysis.plan import (
+        MODEL_ERROR_DEFAULT,
+        OBJECTIVES,
+        measured_state,
+        rank_candidates,
+        simulate_candidates,
+    )
     from fcinvert.analysis.watch import Targets
     from fcinvert.cli.measure import parse_vector
     from fcinvert.cli.progress import stage_progress
@@ -223,7 +229,9 @@ def plan(
             raise FcinvertError(f"{folder}: the files hold no counts; give --counts")
         # the measured counts per file, in the simulator's per-orientation units
         counts = fold.counts / len(fold.files) / float(simulated.share.sum(axis=(1, 2)).mean())
-    measured = None if estimate is None else (fold.spectrum(), estimate.fitted)
+    measured, floor = None, MODEL_ERROR_DEFAULT
+    if estimate is not None:
+        measured, floor = measured_state(fold.spectrum(), estimate.fitted, loaded, fold.psi)
     ranking = rank_candidates(
         simulated,
         counts,
@@ -232,7 +240,7 @@ def plan(
         live.basis,
         loaded,
         measured,
-        fold.psi,
+        floor,
         objective,
     )
     content = {
@@ -244,6 +252,7 @@ def plan(
         "measured_files": fold.files,
         "measured_psi_deg": fold.psi,
         "dispersion_std_now_meV": ranking.dispersion_std_now,
+        "model_error_floor": ranking.model_error,
         "ranking": ranking.rows,
     }
     atomic_write_text(out, json.dumps(content, indent=1) + "\n")
