@@ -10,14 +10,23 @@ refinement's own weighted residual (``SpectrumFit``: free branch intensities and
 profiled out, Golub–Pereyra Jacobian) at θ̂ — what the refinement can learn from peak
 positions once it has fitted every intensity freely.
 
-What is known now: Λ = diag(1/width²) (the ensemble prior) + F_measured, F_measured from the
-fitted model over the folded data with the refinement's pixel errors. A candidate adds F_ψ
-(its own intensities profiled out separately: a slight overestimate for pixels already
-measured). Its gain is the expected information in nats, ½ log det(I + Λ⁻¹F_ψ) — how much the
-posterior volume of θ shrinks (objective "theta") — or the expected reduction of the mean
-dispersion variance over the path (objective "band", meV²). A candidate that repeats measured
-pixels adds information along directions already known and gains little; one that reaches an
-unmeasured branch gains much.
+Counting statistics alone would make a repeat of the measured pixels nearly as valuable as
+new ones, while what limits a real measurement is the model error that more counts do not
+average away. So every pixel's error is I·√(1/μ + f²): f, the model-error floor, is the
+residual power beyond the noise in the current fit, as a fraction of the model's power
+(``measured_state``; MODEL_ERROR_DEFAULT before any data).
+
+What is known now: Λ = diag(1/width²) (the ensemble prior) + F(measured), F from the fitted
+model over the folded data with the effective counts of each pixel ((I/σ)² with the
+refinement's pixel errors). A candidate is judged on the data it would leave: the measured
+pixels plus its own (counts added where they overlap, its intensities brought to the data's
+units by the ratio of sums over the pixels both hold), F(measured + ψ) computed afresh, so
+that the free intensities are profiled over all of it. Its gain is the expected information
+in nats, ½ log det(Λ(ψ)) − ½ log det(Λ) — how much the posterior volume of θ shrinks
+(objective "theta") — or the expected reduction of the mean dispersion variance over the path
+(objective "band", meV²). A candidate that repeats measured pixels adds information along
+directions already known, against the floor, and gains little; one that reaches a branch not
+yet seen gains much.
 """
 
 from __future__ import annotations

@@ -44,9 +44,8 @@ class Snapshot:
 class FolderTracker:
     """Which files of ``folder`` are complete and not yet read (module docstring)."""
 
-    def __init__(self, folder: Path, exclude: tuple[Path, ...] = ()) -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.exclude = {p.resolve() for p in exclude}
         self.last: dict[Path, Snapshot] = {}
         self.read: set[Path] = set()
         self.damaged: dict[Path, Snapshot] = {}
@@ -60,7 +59,7 @@ class FolderTracker:
             name = path.name
             if name.startswith(".") or name.lower().endswith(IGNORED_SUFFIXES):
                 continue
-            if path.suffix.lower() not in SUFFIXES or path.resolve() in self.exclude:
+            if path.suffix.lower() not in SUFFIXES:
                 continue
             try:
                 stat = path.stat()
@@ -209,9 +208,8 @@ class Watcher:
         inversion: LiveInversion,
         targets: Targets,
         message: Callable[[str], None],
-        exclude: tuple[Path, ...] = (),
     ) -> None:
-        self.tracker = FolderTracker(folder, exclude)
+        self.tracker = FolderTracker(folder)
         self.geometry = geometry
         self.inversion = inversion
         self.targets = targets

@@ -50,7 +50,7 @@ def _context(material: str | None, model: str | None):
     return chosen, fcspace, bundle
 
 
-def _watcher(folder, material, model, u, v, width, full_every, seed, targets, exclude):
+def _watcher(folder, material, model, u, v, width, full_every, seed, targets):
     from fcinvert.analysis.watch import Watcher
     from fcinvert.cli.measure import parse_vector
     from fcinvert.data.accumulate import Geometry
@@ -62,7 +62,7 @@ def _watcher(folder, material, model, u, v, width, full_every, seed, targets, ex
     loaded, fcspace, bundle = _context(material, model)
     geometry = Geometry(loaded, width, parse_vector(u, "u"), parse_vector(v, "v"))
     live = LiveInversion(loaded, fcspace, bundle, full_every=full_every, seed=seed)
-    return Watcher(folder, geometry, live, targets, lambda line: console.print(line), exclude)
+    return Watcher(folder, geometry, live, targets, lambda line: console.print(line))
 
 
 def watch(
@@ -70,7 +70,9 @@ def watch(
     out: Annotated[Path, typer.Option(help="folder of the live page and history.json")],
     material: MaterialOption = None,
     model: ModelOption = None,
-    ei: Annotated[float | None, typer.Option(help="incident energy, meV (shown)")] = None,
+    ei: Annotated[
+        float | None, typer.Option(help="incident energy, meV (shown on the page)")
+    ] = None,
     target_std: Annotated[
         float | None, typer.Option(help="stop when every determined σ ≤ this (eV/Å²)")
     ] = None,
@@ -106,14 +108,13 @@ def watch(
     if ei is not None:
         validate.finite(ei, "--ei", above=0.0)
     targets = Targets(target_std, target_band)
-    watcher = _watcher(
-        folder, material, model, u, v, width, full_every, seed, targets, (out.resolve(),)
-    )
+    watcher = _watcher(folder, material, model, u, v, width, full_every, seed, targets)
     text = watcher.describe_targets()
+    subtitle = f"folder {folder}" + (f", Ei {ei:g} meV" if ei is not None else "")
     loaded = watcher.geometry.material
 
     def page() -> None:
-        write_page(watcher.state, loaded, targets, out, refresh, text)
+        write_page(watcher.state, loaded, targets, out, refresh, text, subtitle)
 
     page()
     console.print(f"watching {folder}; live page {out / 'index.html'}")
@@ -196,7 +197,7 @@ def plan(
     if counts is not None:
         validate.finite(counts, "--counts", above=0.0)
     psi = parse_orientations(candidates)
-    watcher = _watcher(folder, material, model, u, v, width, 1, seed, Targets(), ())
+    watcher = _watcher(folder, material, model, u, v, width, 1, seed, Targets())
     loaded, live = watcher.geometry.material, watcher.inversion
     watcher.tracker.poll()  # every file seen once …
     time.sleep(0.5)

@@ -93,7 +93,12 @@ def _spectrum_sums(path: Path, material: Material) -> FileSums:
             f"{path}: not on {material.name}'s path and energy grid; watch the raw files "
             "(SaveMD, NXSPE) or fold it first"
         )
-    psi = _psi(path)
+    return spectrum_sums(spectrum, _psi(path))
+
+
+def spectrum_sums(spectrum: Spectrum, psi: float | None = None) -> FileSums:
+    """The sums of one orientation's folded spectrum (on the material's path and grid), its
+    exposure recovered from counting statistics (module docstring)."""
     intensity = spectrum.intensity
     measured = np.isfinite(intensity)
     if spectrum.error is None:

@@ -117,17 +117,21 @@ def write_page(
     out: Path,
     refresh: int,
     target_text: str,
+    subtitle: str = "",
 ) -> None:
-    """history.json, history.png, fit.png and index.html into ``out``."""
+    """history.json, history.png, fit.png and index.html into ``out``; ``target_text`` says
+    when it stops, ``subtitle`` describes the measurement (e.g. its Ei)."""
     out.mkdir(parents=True, exist_ok=True)
     write_history(state, out)
     if state.history:
         history_figure(state, targets, out / "history.png")
         fit_figure(state, material, out / "fit.png")
-    atomic_write_text(out / PAGE, _html(state, material, refresh, target_text))
+    atomic_write_text(out / PAGE, _html(state, material, refresh, target_text, subtitle))
 
 
-def _html(state: WatchState, material: Material, refresh: int, target_text: str) -> str:
+def _html(
+    state: WatchState, material: Material, refresh: int, target_text: str, subtitle: str
+) -> str:
     esc = html.escape
     head = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
@@ -138,6 +142,7 @@ def _html(state: WatchState, material: Material, refresh: int, target_text: str)
         "text-align:right}td:first-child,th:first-child{text-align:left}.stop{color:#070}"
         ".warn{color:#a40}</style></head><body>",
         f"<h1>{esc(material.name)}: live inversion</h1>",
+        f"<p>{esc(subtitle)}</p>" if subtitle else "",
     ]
     body = []
     if not state.history:
