@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from conftest import reference_theta
 from small_dataset import run_cli
+from test_fold import x_point_volume
 
 from fcinvert.analysis.watch import FolderTracker, Targets, Watcher
 from fcinvert.data.accumulate import Geometry, RunningFold, read_file_sums
 from fcinvert.data.measurement import simulate_scans
+from fcinvert.data.readers import write_savemd
 from fcinvert.data.spectrum_file import write_spectrum
 from fcinvert.inversion.live import LiveInversion
 from fcinvert.physics.instrument import Orientation, Spectrometer
@@ -172,3 +174,29 @@ def test_watch_bad_input_is_one_line(tmp_path: Path, monkeypatch, capsys) -> Non
     args = ["watch", str(empty), "--material", "ge", "--out", str(tmp_path / "o"), "--once"]
     code, err = run_cli([*args, "--interval", "0.1"], monkeypatch, capsys)
     assert code == 2 and "no complete orientation file" in err
+
+
+def test_savemd_pairs_add_as_ratio_of_sums(ge, tmp_path: Path) -> None:
+    """Two MDNorm data/normalisation pairs, each measuring one X-point voxel, fold to the
+    ratio of the summed data to the summed normalisation (not the mean of the ratios)."""
+    material, _ = ge
+    n_energy = len(material.energy.centres)
+    rng = np.random.default_rng(2)
+    data, norm = rng.random((2, n_energy)) * 10, rng.random((2, n_energy)) + 0.1
+    for number in range(2):
+        mine = np.zeros((2, n_energy))
+        weight = np.zeros((2, n_energy))
+        mine[number], weight[number] = data[number], norm[number]
+        volume = x_point_volume(material, mine, weight)
+        volume.signal[[0, 2], 0, 0] = np.where(weight > 0, mine, np.nan)
+        write_savemd(tmp_path / f"run{number}_data.nxs", volume)
+        write_savemd(tmp_path / f"run{number}_norm.nxs", volume, normalisation=True)
+    tracker = FolderTracker(tmp_path)
+    tracker.poll()
+    fold = RunningFold(material)
+    for path, partner in tracker.poll():
+        fold.add(path.name, read_file_sums(path, Geometry(material), partner))
+    assert fold.files == ["run0_data.nxs", "run1_data.nxs"]
+    intensity = fold.spectrum().intensity
+    for index in [i for i, label in material.path.labels if label == "X"]:
+        np.testing.assert_allclose(intensity[index], data.sum(0) / norm.sum(0), rtol=1e-12)
