@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from fcinvert.data.fold import DEFAULT_PERPENDICULAR, fold_points, fold_volume
+from fcinvert.data.fold import DEFAULT_PERPENDICULAR, finish_spectrum, fold_points, fold_volume
 from fcinvert.data.readers import Volume, read_measurement
 from fcinvert.data.spectrum_file import Spectrum, read_spectrum
 from fcinvert.errors import FcinvertError
@@ -177,21 +177,10 @@ class RunningFold:
         at least), else √(Σ variance) / Σ denominator when the files give variances."""
         if not self.files:
             raise FcinvertError("no file has been folded yet")
-        measured = self.measured
-        safe = np.where(measured, self.denominator, 1.0)
-        intensity = np.where(measured, self.numerator / safe, np.nan)
-        error = None
+        spread = self.spread
         if self.counts is not None:  # Poisson on the summed counts (at least one count's worth)
-            error = np.where(measured, np.sqrt(np.maximum(self.numerator, 1.0)) / safe, np.nan)
-        elif self.spread is not None:
-            error = np.where(measured, np.sqrt(self.spread) / safe, np.nan)
-        material = self.material
-        kelvin = material.settings.temperature_K if temperature is None else temperature
-        return Spectrum(
-            intensity=intensity,
-            energy=material.energy.centres.copy(),
-            qpoints=material.path.qpoints.copy(),
-            material=material.name,
-            temperature_K=float(kelvin),
-            error=error,
+            spread = np.maximum(self.numerator, 1.0)
+        folded = finish_spectrum(
+            self.material, self.numerator, self.denominator, spread, [], temperature, 0.0, {}
         )
+        return folded.spectrum
