@@ -44,12 +44,14 @@ def history_figure(state: WatchState, targets: Targets, out: Path) -> None:
             top.plot(files, std[:, k], lw=0.9, marker=".", ms=3)
         else:
             top.plot(files, std[:, k], lw=0.6, color="0.7")
-    top.plot([], [], color="0.7", lw=0.6, label="not determined (prior width)")
+    if not determined.all():
+        top.plot([], [], color="0.7", lw=0.6, label="not determined (prior width)")
     if targets.std is not None:
         top.axhline(targets.std, color="k", ls="--", lw=0.8, label="target σ")
     top.set_yscale("log")
     top.set_ylabel("σ of each parameter (eV/Å²)")
-    top.legend(fontsize=8, loc="upper right")
+    if top.get_legend_handles_labels()[0]:
+        top.legend(fontsize=8, loc="upper right")
     top.set_title("uncertainty against acquisition (coloured: determined parameters)")
     bottom.plot(files, band, marker="o", color="tab:red")
     if targets.band is not None:
