@@ -19,7 +19,8 @@ meV and the median 5–95 % band ≤ ``--target-band`` meV — is the strategy's
 
 A strategy that never meets the target counts as ``--max`` + 1. Also measured: the time of a
 watch update (fold one file + invert + write the page) warm and full, against the 10 s goal.
-The last line is ``ratio R``: the planner's orientations over the sweep's, summed over runs.
+The last line is ``ratio R``: the planner's orientations over the sweep's, summed over runs
+(printed after every run, so an interrupted benchmark still ends with the runs it finished).
 
     /tmp/heavy.sh .venv/bin/python benchmarks/steering.py [--materials ge,nb] [--seeds 2]
 """
@@ -52,26 +53,33 @@ def main() -> None:
     ei = {pair.split(":")[0]: float(pair.split(":")[1]) for pair in args.ei.split(",")}
     runs = []
     timing = None
-    for name in args.materials.split(","):
-        for seed in range(args.seeds):
+    for seed in range(args.seeds):  # every material at a seed before the next seed
+        for name in args.materials.split(","):
             run, watch_timing = campaign(name, ei[name], seed, args)
             runs.append(run)
             timing = timing or watch_timing
             print(json.dumps(run), flush=True)
+            summarise(runs, timing, args)
+
+
+def summarise(runs: list[dict], timing: dict, args) -> None:
+    """Totals over the runs so far (the last line: ``ratio R``); the JSON when asked."""
     planner = sum(run["planner"]["orientations"] for run in runs)
     sweep = sum(run["sweep"]["orientations"] for run in runs)
     random_total = sum(run["random"]["orientations"] for run in runs)
+    censored = sum(not run[s]["reached"] for run in runs for s in ("planner", "sweep", "random"))
     print(
         f"watch update (fold + invert + page): warm {timing['warm_s']:.2f} s, full "
         f"{timing['full_s']:.2f} s (goal {GOAL_UPDATE_S:g} s)"
     )
     print(
-        f"orientations to target, summed over {len(runs)} runs: planner {planner}, "
-        f"sweep {sweep}, random {random_total}"
+        f"orientations to target, summed over {len(runs)} runs: planner {planner}, sweep "
+        f"{sweep}, random {random_total} ({censored} strategy runs never reached it: counted "
+        f"as {args.max + 1})"
     )
     if args.out:
         args.out.write_text(json.dumps({"runs": runs, "watch_update": timing}, indent=1) + "\n")
-    print(f"ratio {planner / sweep:.3f}")
+    print(f"ratio {planner / sweep:.3f}", flush=True)
 
 
 def campaign(name: str, ei: float, seed: int, args) -> tuple[dict, dict]:
@@ -219,7 +227,7 @@ def watch_update_timing(material, fcspace, scans, psi) -> dict:
         incoming.mkdir()
         live = LiveInversion(material, fcspace, full_every=5)
         watcher = Watcher(incoming, Geometry(material), live, Targets(), lambda line: None)
-        for number in range(6):
+        for number in range(min(6, len(psi))):
             write_spectrum(
                 incoming / f"scan_{number:03d}.h5",
                 scans.single[number],
