@@ -56,6 +56,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "evaluate",
         "Reconstructions, accuracy, the noise grid and the latent space of trained models.",
     ),
+    "watch": (
+        "watch",
+        "Fold each new orientation file, re-invert, keep OUT/index.html and OUT/history.json; "
+        "stop when the target is reached (or after one pass with --once).",
+    ),
+    "plan": (
+        "watch",
+        "Rank candidate orientations by the information they would add to what is measured.",
+    ),
     "single-scan": (
         "single_scan",
         "Invert each scan alone and all of them together; MSE versus orientation, best, "

@@ -222,13 +222,18 @@ class ZoneCoverage:
 
 @dataclass
 class FoldResult:
-    """A folded spectrum and how it came about."""
+    """A folded spectrum and how it came about. numerator, denominator: (n_path, nE) the sums
+    whose ratio is the intensity (signal and normalisation), spread: (n_path, nE) the summed
+    variance or None; so that foldings of several files add up (``fcinvert.data.accumulate``)."""
 
     spectrum: Spectrum
     zones: list[ZoneCoverage]
     measured_fraction: float  # fraction of (path, E) pixels with data
     seconds: float
     info: dict = field(default_factory=dict)
+    numerator: np.ndarray | None = None
+    denominator: np.ndarray | None = None
+    spread: np.ndarray | None = None
 
     def coverage_json(self) -> str:
         """Zones and totals as JSON (stored in the spectrum file's ``coverage`` attribute)."""
@@ -467,7 +472,8 @@ def finish_spectrum(
         error=error,
     )
     fraction = float(np.mean(np.isfinite(intensity)))
-    return FoldResult(spectrum, zones, fraction, time.perf_counter() - started, info)
+    seconds = time.perf_counter() - started
+    return FoldResult(spectrum, zones, fraction, seconds, info, numerator, denominator, spread)
 
 
 def zone_coverage(

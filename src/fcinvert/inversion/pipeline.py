@@ -27,7 +27,7 @@ from fcinvert.data.spectrum_file import Spectrum
 from fcinvert.errors import FcinvertError
 from fcinvert.inversion.invert import InversionResult, instability_note, invert_spectrum
 from fcinvert.inversion.multistart import Basin, MultiStartResult, multistart, starts_text
-from fcinvert.inversion.prior import Ensemble, Prior, Start, load_prior_ensemble
+from fcinvert.inversion.prior import Ensemble, Prior, Start, draw_starts, load_prior_ensemble
 from fcinvert.inversion.refine import Intensities
 from fcinvert.models.bundle import ModelBundle
 from fcinvert.physics.dynamics import DynamicsBasis, dynamics_basis
@@ -210,15 +210,15 @@ def _search(
         return found
 
     prior = ensemble.prior
-    pool = _draws(prior, PRIOR_POOL, PRIOR_SPREAD, [seed, 1], "prior draw")
+    pool = draw_starts(prior, PRIOR_POOL, PRIOR_SPREAD, [seed, 1], "prior draw")
     search = search_from(starts, pool, PRIOR_STARTS, None)
     for number in range(LOCAL_ROUNDS):
         around = Prior(search.best.theta, prior.width)
-        pool = _draws(around, LOCAL_POOL, LOCAL_SPREAD, [seed, 10 + number], "local draw")
+        pool = draw_starts(around, LOCAL_POOL, LOCAL_SPREAD, [seed, 10 + number], "local draw")
         search = search_from([], pool, LOCAL_PICKS, search)
     if fit_quality(search) <= POOR_FIT:
         return search
-    pool = _draws(prior, PRIOR_POOL, PRIOR_SPREAD, [seed, 2], "prior draw")
+    pool = draw_starts(prior, PRIOR_POOL, PRIOR_SPREAD, [seed, 2], "prior draw")
     return search_from([], pool, RETRY_STARTS, search)
 
 
@@ -279,22 +279,6 @@ def _widen_poor_fit(search: MultiStartResult, ensemble: Ensemble) -> tuple[np.nd
         "intervals are widened toward the force-field ensemble's"
     )
     return ensemble.prior.cap(covariance), note
-
-
-def _draws(prior: Prior, count: int, spread: float, seed: list[int], label: str) -> list[Start]:
-    """``count`` draws θ ~ N(centre, (spread · width)²) of ``prior``, as starts named ``label``
-    and a number. From the ensemble's prior (spread 0.5) they reach truths far from every
-    member (a Nb spectrum at 44 counts: the members' best minimum 4.2 meV off; with 16 prior
-    draws, 0.2 meV); around the best minimum, they reach the nearby minima a local optimiser
-    cannot cross."""
-    rng = np.random.default_rng(seed)
-    return [
-        Start(
-            f"{label} {n + 1}",
-            prior.centre + spread * prior.width * rng.normal(size=len(prior.centre)),
-        )
-        for n in range(count)
-    ]
 
 
 def ml_spread(ml: InversionResult) -> np.ndarray:
