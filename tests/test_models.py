@@ -396,7 +396,14 @@ def test_fine_tuning_from_a_bundle_with_a_cosine_schedule(models: dict[str, Path
     assert min(r2.values()) > min(before.values()) - 0.05
 
 
-def test_init_from_is_refused_where_it_does_not_fit(models: dict[str, Path], tmp_path: Path):
+def test_init_from_is_refused_where_it_does_not_fit(
+    models: dict[str, Path], tmp_path: Path, monkeypatch, capsys
+):
+    args = ["train", "ge", "--model", "resnet", "--data", str(models["data"]), "--out"]
+    args += [str(tmp_path / "cli"), "--init-from", "ge-paper-resnet", "--schedule", "cosine"]
+    code, err = run_cli(args, monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--init-from ge-paper-resnet: its (q, E) grid is not the dataset's" in err
     with pytest.raises(FcinvertError, match="a vae model, not a ResNet"):
         train_model(
             models["data"],
