@@ -279,6 +279,34 @@ def test_resume_after_kill_continues_to_the_same_weights(models: dict[str, Path]
         train_model(models["data"], interrupted, tiny_config("vae", **settings), progress=False)
 
 
+def test_resume_mid_epoch_counts_only_training_time(models: dict[str, Path], tmp_path: Path):
+    settings = {"epochs": 1, "limit": 200, "seed": 2, "checkpoint_every": 2, "batch_size": 8}
+    out = tmp_path / "mid-epoch"
+    script = (
+        "import sys, torch; torch.set_num_threads(1); sys.path.insert(0, sys.argv[1]);"
+        "from small_dataset import tiny_config; from fcinvert.models.training import train_model;"
+        f"train_model(sys.argv[2], sys.argv[3], tiny_config('resnet', **{settings!r}), "
+        "progress=False)"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    args = [sys.executable, "-c", script, str(Path(__file__).parent), str(models["data"])]
+    process = subprocess.Popen([*args, str(out)], env=env, stderr=subprocess.DEVNULL)
+    checkpoint = out / "checkpoints" / "resnet" / "steps.ckpt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists() and not (out / "checkpoints" / "resnet" / "last.ckpt").exists()
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    resumed = train_model(models["data"], out, tiny_config("resnet", **settings), progress=False)
+    wall = time.perf_counter() - start
+    assert resumed.stages["resnet"]["resumed_from_epoch"] == 0
+    assert 0 < resumed.stages["resnet"]["wall_s"] <= wall
+
+
 @pytest.mark.parametrize(
     ("architecture", "before", "after"),
     [

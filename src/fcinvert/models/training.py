@@ -331,6 +331,7 @@ class StageRecord(Callback):
 
     def on_train_start(self, trainer, module) -> None:
         self.started_at_epoch = trainer.current_epoch
+        self._clock = time.perf_counter()  # a resume mid-epoch skips on_train_epoch_start
         if self.log_file.exists():  # drop epochs the checkpoint does not hold (killed mid-way)
             with self.log_file.open(newline="") as handle:
                 rows = [
