@@ -33,4 +33,4 @@ mkdir -p work/data work/training
 [ -f "$out/config.json" ] || OMP_NUM_THREADS=1 $fcinvert train "$m" --model resnet --data "$data" --out "$out" \
   --init-from "$m-paper-resnet" --schedule cosine --warmup-epochs 0.25 --lr 3e-4 \
   --epochs "$epochs" --checkpoint-every 25 --threads 1 --seed 0 --quiet "${augment[@]}"
-OMP_NUM_THREADS=1 $python benchmarks/clean_r2.py --data "$fresh" --models "$m-paper-resnet" "$out"
+OMP_NUM_THREADS=1 $python benchmarks/r2_table.py --data "$fresh" --models "$m-paper-resnet" "$out"
