@@ -27,7 +27,7 @@ from fcinvert.models.augment import AugmentConfig, augment
 from fcinvert.models.bundle import load_bundle, save_bundle
 from fcinvert.models.preprocess import prepare_input
 from fcinvert.models.resnet import ResNet18, ResNetConfig, load_torchvision_weights
-from fcinvert.models.training import train_model
+from fcinvert.models.training import cosine_factor, train_model
 from fcinvert.models.vae import SpectrumVAE, VAEConfig
 
 TORCHVISION_RESNET18_PARAMETERS = 11_689_512  # torchvision.models.resnet18(): 3 → 1000 classes
@@ -279,6 +279,34 @@ def test_resume_after_kill_continues_to_the_same_weights(models: dict[str, Path]
         train_model(models["data"], interrupted, tiny_config("vae", **settings), progress=False)
 
 
+def test_resume_mid_epoch_counts_only_training_time(models: dict[str, Path], tmp_path: Path):
+    settings = {"epochs": 1, "limit": 200, "seed": 2, "checkpoint_every": 2, "batch_size": 8}
+    out = tmp_path / "mid-epoch"
+    script = (
+        "import sys, torch; torch.set_num_threads(1); sys.path.insert(0, sys.argv[1]);"
+        "from small_dataset import tiny_config; from fcinvert.models.training import train_model;"
+        f"train_model(sys.argv[2], sys.argv[3], tiny_config('resnet', **{settings!r}), "
+        "progress=False)"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    args = [sys.executable, "-c", script, str(Path(__file__).parent), str(models["data"])]
+    process = subprocess.Popen([*args, str(out)], env=env, stderr=subprocess.DEVNULL)
+    checkpoint = out / "checkpoints" / "resnet" / "steps.ckpt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists() and not (out / "checkpoints" / "resnet" / "last.ckpt").exists()
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    resumed = train_model(models["data"], out, tiny_config("resnet", **settings), progress=False)
+    wall = time.perf_counter() - start
+    assert resumed.stages["resnet"]["resumed_from_epoch"] == 0
+    assert 0 < resumed.stages["resnet"]["wall_s"] <= wall
+
+
 @pytest.mark.parametrize(
     ("architecture", "before", "after"),
     [
@@ -350,6 +378,81 @@ def test_pretrained_start_is_recorded(models: dict[str, Path], tmp_path: Path):
     assert scratch.startswith("none")
     with pytest.raises(FcinvertError, match="ResNet only"):
         train_model(models["data"], tmp_path / "v", tiny_config("vae"), pretrained=tmp_path / "x")
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    factors = np.array([cosine_factor(step, total=100, warmup=10) for step in range(101)])
+    np.testing.assert_allclose(factors[:10], np.arange(1, 11) / 11)
+    assert factors[10] == 1.0 and factors[100] == 0.0
+    assert np.all(np.diff(factors[10:]) < 0)
+    assert factors[55] == pytest.approx(0.5)  # half-way through the decay
+    assert cosine_factor(0, total=10, warmup=0) == 1.0
+
+
+def _lr_and_val(folder: Path) -> tuple[list[float], list[float]]:
+    with (folder / "logs" / "resnet.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    return [float(r["lr"]) for r in rows], [float(r["val_loss"]) for r in rows]
+
+
+def test_fine_tuning_from_a_bundle_with_a_cosine_schedule(models: dict[str, Path], tmp_path: Path):
+    source = load_bundle(models["resnet"])
+    config = tiny_config(
+        "resnet",
+        epochs=3,
+        learning_rate=1e-3,
+        schedule="cosine",
+        warmup_epochs=1,
+        init_from=str(models["resnet"]),
+        resnet=ResNetConfig(width=16),  # replaced by the source's
+    )
+    result = train_model(models["data"], tmp_path / "tuned", config, progress=False)
+    bundle = result.bundle
+    assert bundle.config.resnet.width == source.config.resnet.width
+    assert bundle.config.resnet.pretrained.startswith(f"fine-tuned from bundle {models['resnet']}")
+    assert bundle.config.target_mean == source.config.target_mean
+    lr, validation = _lr_and_val(tmp_path / "tuned")
+    steps = result.stages["resnet"]
+    assert steps["epochs"] == 3
+    assert lr[0] == pytest.approx(1e-3, rel=0.05)  # warmed up by the end of epoch 0
+    assert lr[0] > lr[1] > lr[2] and lr[2] < 1e-6  # cosine down to zero at the last step
+    _, scratch = _lr_and_val(models["resnet"])
+    assert validation[0] < 0.5 * scratch[0]  # starts where the source ended, not from scratch
+    assert validation[0] < 2 * source.config.training["stages"]["resnet"]["best_val_loss"]
+    r2 = bundle.config.training["test"]["r2"]
+    before = source.config.training["test"]["r2"]
+    assert min(r2.values()) > min(before.values()) - 0.05
+
+
+def test_init_from_is_refused_where_it_does_not_fit(
+    models: dict[str, Path], tmp_path: Path, monkeypatch, capsys
+):
+    args = ["train", "ge", "--model", "resnet", "--data", str(models["data"]), "--out"]
+    args += [str(tmp_path / "cli"), "--init-from", "ge-paper-resnet", "--schedule", "cosine"]
+    code, err = run_cli(args, monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--init-from ge-paper-resnet: its (q, E) grid is not the dataset's" in err
+    with pytest.raises(FcinvertError, match="a vae model, not a ResNet"):
+        train_model(
+            models["data"],
+            tmp_path / "a",
+            tiny_config("resnet", init_from=str(models["vae"])),
+            progress=False,
+        )
+    with pytest.raises(FcinvertError, match="--init-from applies to the ResNet only"):
+        train_model(
+            models["data"],
+            tmp_path / "b",
+            tiny_config("vae", init_from=str(models["resnet"])),
+            progress=False,
+        )
+    with pytest.raises(FcinvertError, match="not the dataset's"):
+        train_model(
+            models["data"],
+            tmp_path / "c",
+            tiny_config("resnet", init_from="ge-paper-resnet"),
+            progress=False,
+        )
 
 
 def test_cli_trains_a_bundle(models: dict[str, Path], tmp_path: Path, monkeypatch, capsys):

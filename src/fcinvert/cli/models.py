@@ -31,7 +31,15 @@ def train(
     epochs: Annotated[int, typer.Option(help="VAE / ResNet epochs (at most)")] = 100,
     regressor_epochs: Annotated[int, typer.Option(help="regressor epochs (at most)")] = 200,
     batch_size: Annotated[int, typer.Option(help="spectra per batch")] = 64,
-    lr: Annotated[float, typer.Option(help="initial learning rate (AdamW)")] = 1e-3,
+    lr: Annotated[float, typer.Option(help="initial (plateau) or peak (cosine) AdamW rate")] = 1e-3,
+    schedule: Annotated[
+        Literal["plateau", "cosine"],
+        typer.Option(
+            help="learning rate: halved on validation plateaus, or warm-up then cosine to zero "
+            "at the last epoch"
+        ),
+    ] = "plateau",
+    warmup_epochs: Annotated[float, typer.Option(help="cosine: linear warm-up epochs")] = 0.0,
     beta: Annotated[float, typer.Option(help="weight of the VAE's KL term")] = 0.1,
     latent: Annotated[int, typer.Option(help="VAE latent dimensions")] = 20,
     vae_channels: Annotated[str, typer.Option(help="VAE conv channels per stage")] = "16,32,64,128",
@@ -40,6 +48,13 @@ def train(
     ] = 64,
     pretrained: Annotated[
         Path | None, typer.Option(help="torchvision resnet18 weights (.safetensors or .pth)")
+    ] = None,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            help="ResNet bundle (folder or shipped name, e.g. ge-paper-resnet) whose weights and "
+            "target scaling start the ResNet: fine-tuning"
+        ),
     ] = None,
     encoder: Annotated[
         str | None,
@@ -90,6 +105,9 @@ def train(
             regressor_epochs=regressor_epochs,
             batch_size=batch_size,
             learning_rate=lr,
+            schedule=schedule,
+            warmup_epochs=warmup_epochs,
+            init_from=init_from,
             val_fraction=val_fraction,
             patience=patience,
             seed=seed,

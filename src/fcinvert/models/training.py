@@ -2,14 +2,17 @@
 
 ``train_model(data, out, config)`` runs the stages of an architecture (``vae`` → ``regressor``,
 or ``resnet``) with the same ``Trainer`` set-up: a seeded validation split of the training
-spectra, AdamW with learning-rate halving on plateaus, early stopping on the validation loss,
+spectra, AdamW with learning-rate halving on plateaus (or, with ``schedule="cosine"``, a linear
+warm-up then cosine decay to zero over the run's steps), early stopping on the validation loss,
 a checkpoint after every epoch (and every ``checkpoint_every`` steps), and a per-epoch CSV log
 (``out/logs/<stage>.csv``). Randomness comes only from the seed: the epoch order from
 (seed, epoch), latent and augmentation noise from (seed, stage, global step), so a run killed
 and resumed from its checkpoint gives the same weights as an uninterrupted one. Re-running the
 same command resumes; finished stages are skipped. CPU by default, a GPU when there is one.
 ``config.encoder`` names a trained VAE bundle whose frozen encoder is reused: only a regressor
-trains (for more epochs, or for another selection of parameters).
+trains (for more epochs, or for another selection of parameters). ``config.init_from`` names a
+trained ResNet bundle whose weights (and target scaling) start a ResNet run: fine-tuning with a
+fresh schedule, recorded as the bundle's ``resnet.pretrained``.
 
 When the stages are done the best weights (lowest validation loss) go into a model bundle in
 ``out`` (see ``bundle``), evaluated on the dataset's test split (R² and MAE per parameter). The
@@ -92,7 +95,13 @@ class TrainConfig(BaseModel):
     epochs: int = Field(default=100, gt=0, description="VAE or ResNet epochs (at most)")
     regressor_epochs: int = Field(default=200, gt=0, description="regressor epochs (at most)")
     batch_size: int = Field(default=64, gt=0)
-    learning_rate: float = Field(default=1e-3, gt=0)
+    learning_rate: float = Field(default=1e-3, gt=0, description="initial, or peak (cosine)")
+    schedule: Literal["plateau", "cosine"] = Field(
+        default="plateau",
+        description="learning rate: halved when the validation loss stalls (plateau), or a "
+        "linear warm-up over warmup_epochs then cosine decay to zero at the last epoch",
+    )
+    warmup_epochs: float = Field(default=0.0, ge=0, description="cosine warm-up length")
     weight_decay: float = Field(default=0.0, ge=0)
     val_fraction: float = Field(default=0.1, gt=0, lt=1)
     patience: int = Field(default=10, gt=0, description="epochs without improvement before stop")
@@ -116,6 +125,9 @@ class TrainConfig(BaseModel):
     test_samples: int = Field(default=100, gt=0, description="latent samples in the test scores")
     encoder: str | None = Field(
         default=None, description="VAE bundle whose frozen encoder is reused (no VAE stage)"
+    )
+    init_from: str | None = Field(
+        default=None, description="ResNet bundle whose weights start the ResNet (fine-tuning)"
     )
     vae: VAEConfig = VAEConfig()
     regressor: RegressorConfig = RegressorConfig()
@@ -177,6 +189,15 @@ class _Stage(L.LightningModule):
         optimizer = torch.optim.AdamW(
             trainable, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
         )
+        if self.config.schedule == "cosine":
+            total = int(self.trainer.estimated_stepping_batches)
+            warmup = round(self.config.warmup_epochs * total / max(1, self.trainer.max_epochs))
+            factor = functools.partial(cosine_factor, total=total, warmup=warmup)
+            cosine = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": cosine, "interval": "step"},
+            }
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=0.5, patience=max(1, self.config.patience // 3)
         )
@@ -187,6 +208,15 @@ class _Stage(L.LightningModule):
 
     def _losses(self, batch, generator: torch.Generator, train: bool) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+
+def cosine_factor(step: int, total: int, warmup: int) -> float:
+    """Learning-rate multiplier at optimiser ``step`` of ``total``: linear warm-up from
+    1/(warmup + 1) to 1 over ``warmup`` steps, then cosine decay from 1 to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class FastTarget:
@@ -301,6 +331,7 @@ class StageRecord(Callback):
 
     def on_train_start(self, trainer, module) -> None:
         self.started_at_epoch = trainer.current_epoch
+        self._clock = time.perf_counter()  # a resume mid-epoch skips on_train_epoch_start
         if self.log_file.exists():  # drop epochs the checkpoint does not hold (killed mid-way)
             with self.log_file.open(newline="") as handle:
                 rows = [
@@ -381,6 +412,18 @@ def train_model(
         raise FcinvertError(f"{data}: a dataset for '{info.material}', not '{material}'")
     if pretrained is not None and config.architecture != "resnet":
         raise FcinvertError("--pretrained applies to the ResNet only")
+    start = None
+    if config.init_from is not None:
+        if pretrained is not None:
+            raise FcinvertError("--init-from and --pretrained exclude each other")
+        start = _init_source(config, info)
+        config = config.model_copy(
+            update={
+                "resnet": start.config.resnet,
+                "mask_channel": start.config.mask_channel,
+                "input_rule": start.config.input_rule,
+            }
+        )
     source = None
     if config.encoder is not None:
         source = _encoder_source(config, info)
@@ -416,11 +459,22 @@ def train_model(
         ),
         DataLoader(val_set, batch_size=max(config.batch_size, 256)),
     )
+    if start is not None:  # the source's head predicts θ standardised its way
+        scaler = TargetScaler(
+            np.asarray(start.config.target_mean), np.asarray(start.config.target_std)
+        )
     bundle_config = _bundle_config(info, config, scaler)
     L.seed_everything(config.seed, workers=True, verbose=False)
     networks = build_networks(bundle_config)
+    description = None
     if pretrained is not None:
         description = load_torchvision_weights(networks["resnet"], pretrained)
+    if start is not None:
+        networks["resnet"].load_state_dict(start.networks["resnet"].float().state_dict())
+        weights = find_bundle(str(config.init_from)) / "resnet.safetensors"
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+        description = f"fine-tuned from bundle {config.init_from} (sha256 {digest}…)"
+    if description is not None:
         bundle_config.resnet = bundle_config.resnet.model_copy(update={"pretrained": description})
     if source is not None:
         _adopt_encoder(source, str(config.encoder), work / "vae", out / LOGS)
@@ -644,6 +698,27 @@ def _encoder_source(config: TrainConfig, info: StoredDataset) -> ModelBundle:
     where = f"--encoder {config.encoder}"
     if source.architecture != "vae":
         raise FcinvertError(f"{where}: a {source.architecture} model has no encoder")
+    _check_source_grid(source, info, where)
+    return source
+
+
+def _init_source(config: TrainConfig, info: StoredDataset) -> ModelBundle:
+    """The ResNet bundle named by ``config.init_from``, checked against the dataset (same
+    material, grid and selected parameters)."""
+    if config.architecture != "resnet":
+        raise FcinvertError("--init-from applies to the ResNet only")
+    source = load_bundle(config.init_from)
+    where = f"--init-from {config.init_from}"
+    if source.architecture != "resnet":
+        raise FcinvertError(f"{where}: a {source.architecture} model, not a ResNet")
+    _check_source_grid(source, info, where)
+    if list(source.config.selected) != list(info.selected_names):
+        raise FcinvertError(f"{where}: predicts other parameters than the dataset {info.path}")
+    return source
+
+
+def _check_source_grid(source: ModelBundle, info: StoredDataset, where: str) -> None:
+    """Refuse a source bundle of another material or (q, E) grid than the dataset's."""
     if source.config.material != info.material:
         material = source.config.material
         raise FcinvertError(f"{where}: a model of '{material}', not '{info.material}'")
@@ -652,7 +727,6 @@ def _encoder_source(config: TrainConfig, info: StoredDataset) -> ModelBundle:
     )
     if not same_grid or not np.allclose(source.energy.centres, info.energy.centres, atol=1e-9):
         raise FcinvertError(f"{where}: its (q, E) grid is not the dataset's {info.path}")
-    return source
 
 
 def _adopt_encoder(source: ModelBundle, name: str, folder: Path, logs: Path) -> None:
