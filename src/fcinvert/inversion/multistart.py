@@ -197,8 +197,9 @@ def screened(pool: list[Start], fit: SpectrumFit, count: int) -> list[Start]:
 
 
 def stretched(theta: np.ndarray, fit: SpectrumFit) -> np.ndarray:
-    """θ (P,) eV/Å² scaled by the s whose model fits the data of ``fit`` best (residual sum of
-    squares; s² among ``STRETCHES``, then ±``STRETCH_STEP`` around the best).
+    """θ (P,) eV/Å² scaled by the s = f² whose model fits the data of ``fit`` best (residual sum
+    of squares; the frequency factor f among ``STRETCHES``, then ±``STRETCH_STEP`` around the
+    best).
 
     The commonest way a start misses a crystal is its overall stiffness (a measured Ge is ~1.6×
     stiffer than the force-field median): scaling θ moves every branch by the same factor √s,
