@@ -234,7 +234,7 @@ def test_metrics_hold_every_key_with_the_right_shapes(evaluated):
     assert (out / metrics["dataset"]).resolve().is_file()  # relative to the report folder
     for model in metrics["models"].values():
         assert (out / model["bundle"] / "config.json").is_file()
-    with pytest.raises(FcinvertError, match="metrics version 2"):
+    with pytest.raises(FcinvertError, match="evaluation metrics version 2"):
         EvaluationMetrics.from_dict({**metrics, "version": 2}, "m.json")
     with pytest.raises(FcinvertError, match="not fcinvert evaluation metrics"):
         EvaluationMetrics.from_dict({"format": "other"}, "m.json")

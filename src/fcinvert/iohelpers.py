@@ -135,6 +135,17 @@ def validated(model: type[Model], content: Any, path: str | Path) -> Model:
         raise FcinvertError(f"{path}: {where}: {first['msg']}") from None
 
 
+def check_format(content: Any, name: str, version: int, source: str, what: str) -> None:
+    """One FcinvertError line unless ``content`` is a JSON object of format ``name`` and
+    ``version`` (``what``: what such a file holds, for the message)."""
+    if not isinstance(content, dict) or content.get("format") != name:
+        raise FcinvertError(f"{source}: not fcinvert {what} (format)")
+    if content.get("version") != version:
+        raise FcinvertError(
+            f"{source}: {what} version {content.get('version')} (this fcinvert reads {version})"
+        )
+
+
 def open_hdf5(path: str | Path, what: str = "HDF5 file") -> h5py.File:
     """``path`` opened read-only (use it as a context manager); a missing file, or one that is
     not HDF5 (truncated, another format), is one FcinvertError line naming it."""

@@ -21,6 +21,7 @@ from fcinvert.analysis.latent import umap_settings
 from fcinvert.analysis.metrics import ParameterScores
 from fcinvert.analysis.noise_grid import GridScores, column_peak_fraction
 from fcinvert.errors import FcinvertError
+from fcinvert.iohelpers import check_format
 
 if TYPE_CHECKING:
     from fcinvert.analysis.evaluate import EvaluationSettings
@@ -86,13 +87,7 @@ class EvaluationMetrics:
     @classmethod
     def from_dict(cls, content: dict[str, Any], source: str = "metrics") -> EvaluationMetrics:
         """Read back ``to_dict``'s object; another format or version is one error line."""
-        if not isinstance(content, dict) or content.get("format") != METRICS_FORMAT:
-            raise FcinvertError(f"{source}: not fcinvert evaluation metrics (format)")
-        if content.get("version") != METRICS_VERSION:
-            raise FcinvertError(
-                f"{source}: metrics version {content.get('version')} (this fcinvert reads "
-                f"{METRICS_VERSION})"
-            )
+        check_format(content, METRICS_FORMAT, METRICS_VERSION, source, "evaluation metrics")
         names = {item.name for item in dataclasses.fields(cls)}
         values = {key: value for key, value in content.items() if key in names}
         try:

@@ -14,6 +14,7 @@ from typing import Any
 
 from fcinvert import __version__
 from fcinvert.errors import FcinvertError
+from fcinvert.iohelpers import check_format
 
 RESULTS_FORMAT = "fcinvert-single-scan"
 RESULTS_VERSION = 1
@@ -67,13 +68,7 @@ class SingleScanResults:
     @classmethod
     def from_dict(cls, content: dict[str, Any], source: str = "results") -> SingleScanResults:
         """Read back ``to_dict``'s object; another format or version is one error line."""
-        if not isinstance(content, dict) or content.get("format") != RESULTS_FORMAT:
-            raise FcinvertError(f"{source}: not fcinvert single-scan results (format)")
-        if content.get("version") != RESULTS_VERSION:
-            raise FcinvertError(
-                f"{source}: results version {content.get('version')} (this fcinvert reads "
-                f"{RESULTS_VERSION})"
-            )
+        check_format(content, RESULTS_FORMAT, RESULTS_VERSION, source, "single-scan results")
         names = {item.name for item in dataclasses.fields(cls)}
         try:
             return cls(**{key: value for key, value in content.items() if key in names})
