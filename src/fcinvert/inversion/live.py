@@ -7,7 +7,8 @@ multi-start machinery (``fcinvert.inversion.multistart``), in one round (no loca
 update must keep up with one orientation a minute). It runs at the first update, every
 ``full_every``-th, and whenever the measured pixels have grown by COVERAGE_GROWTH since the
 last full search: a new part of the dispersion can move the best minimum elsewhere, which a
-warm start would not find. The updates between refine from the previous estimate (and the ML
+warm start would not find — and after a warm start whose fit quality grew by more than
+QUALITY_JUMP since the last update (it may have stayed in a wrong minimum). The updates between refine from the previous estimate (and the ML
 estimate of the new data) alone: an orientation that adds counts to pixels already measured
 moves the answer little, and two starts cost a tenth of a full search (5–10 s on this CPU).
 Unlike ``pipeline.infer`` there is no second round from prior draws when the fit is poor: on
@@ -55,6 +56,9 @@ from fcinvert.physics.material import Material
 ML_SAMPLES = 50
 #: relative growth of the measured pixels since the last full search that calls for another
 COVERAGE_GROWTH = 0.2
+#: a warm start whose fit quality (residual over noise variance) grew by more than this factor
+#: since the last update is followed by a full search (it may have stayed in a wrong minimum)
+QUALITY_JUMP = 1.5
 
 
 @dataclass
@@ -137,24 +141,43 @@ class LiveInversion:
                 basis=self.basis,
             )
             starts.append(Start("ML estimate", ml.theta))
-        if full:
-            starts += self.ensemble.starts()
-            self.covered_at_full = covered
+        search = self._search(spectrum, starts, full, covered)
+        if not full and self.previous.quality * QUALITY_JUMP < fit_quality(search):
+            full = True  # the warm start fits worse than before: it may sit in a wrong minimum
+            search = self._search(spectrum, [], full, covered, search)
+        self.updates += 1
+        self.previous = self._estimate(search, "full" if full else "warm", started)
+        return self.previous
+
+    def _search(
+        self,
+        spectrum: Spectrum,
+        starts: list[Start],
+        full: bool,
+        covered: int,
+        before: MultiStartResult | None = None,
+    ) -> MultiStartResult:
+        """One multi-start round from ``starts``; a full one adds the ensemble's starts and the
+        best prior draws, and compares its minima with those of ``before``."""
         prior = self.ensemble.prior
-        pool = draw_starts(prior, PRIOR_POOL, PRIOR_SPREAD, [self.seed, self.updates], "prior draw")
-        search = multistart(
+        pool = None
+        if full:
+            starts = starts + self.ensemble.starts()
+            pool = draw_starts(
+                prior, PRIOR_POOL, PRIOR_SPREAD, [self.seed, self.updates], "prior draw"
+            )
+            self.covered_at_full = covered
+        return multistart(
             self.material,
             self.fcspace,
             spectrum,
             starts,
             prior,
-            pool=pool if full else None,
+            pool=pool,
             picks=PRIOR_STARTS if full else 0,
+            known=before.basins if before is not None else None,
             basis=self.basis,
         )
-        self.updates += 1
-        self.previous = self._estimate(search, "full" if full else "warm", started)
-        return self.previous
 
     def _estimate(self, search: MultiStartResult, mode: str, started: float) -> Estimate:
         best = search.best
