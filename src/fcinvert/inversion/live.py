@@ -8,9 +8,10 @@ update must keep up with one orientation a minute). It runs at the first update,
 ``full_every``-th, and whenever the measured pixels have grown by COVERAGE_GROWTH since the
 last full search: a new part of the dispersion can move the best minimum elsewhere, which a
 warm start would not find — and after a warm start whose fit quality grew by more than
-QUALITY_JUMP since the last update (it may have stayed in a wrong minimum). The updates between refine from the previous estimate (and the ML
-estimate of the new data) alone: an orientation that adds counts to pixels already measured
-moves the answer little, and two starts cost a tenth of a full search (5–10 s on this CPU).
+QUALITY_JUMP since the last update (it may have stayed in a wrong minimum). The updates
+between refine from the previous estimate (and the ML estimate of the new data) alone: an
+orientation that adds counts to pixels already measured moves the answer little, and two
+starts cost a tenth of a full search (5–10 s on this CPU).
 Unlike ``pipeline.infer`` there is no second round from prior draws when the fit is poor: on
 time-of-flight data the fit is never within the noise (below), so that round would double
 every full search and find nothing.
