@@ -54,6 +54,7 @@ from fcinvert.physics.material import (
     standard_primitive,
     user_library,
 )
+from fcinvert.physics.reciprocal import reciprocal_basis
 
 BUILD_DIR = "build"
 SENSITIVITY_NAME = "sensitivity.json"
@@ -166,7 +167,7 @@ def on_path_share(spectrum: Spectrum, standard, path_points: int) -> float:
     from fcinvert.inversion.resample import default_tolerance
 
     path = sample_path(standard, path_points)
-    reciprocal = np.linalg.inv(standard.cell[:]).T
+    reciprocal = reciprocal_basis(standard.cell[:])
     tolerance = default_tolerance(path.qpoints, reciprocal)
     cartesian = np.asarray(spectrum.qpoints) @ reciprocal
     model = path.qpoints @ reciprocal
