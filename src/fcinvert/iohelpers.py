@@ -5,6 +5,7 @@ file."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -97,6 +98,15 @@ def atomic_write_text(target: str | Path, text: str) -> None:
     """Write ``text`` to ``target`` atomically."""
     with atomic_path(target) as temporary:
         temporary.write_text(text)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (64 hex digits) of a file's bytes, read in 1 MiB chunks (datasets run to GB)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def relative_path(path: str | Path, folder: str | Path) -> str:

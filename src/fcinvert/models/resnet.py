@@ -10,7 +10,6 @@ channel count (64 is the standard network; smaller widths are for tests only).
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from fcinvert.errors import FcinvertError
+from fcinvert.iohelpers import file_sha256
 
 STANDARD_WIDTH = 64
 
@@ -129,7 +129,7 @@ def load_torchvision_weights(model: ResNet18, path: str | Path) -> str:
             )
         loaded[key] = tensor.to(own[key].dtype)
     model.load_state_dict(loaded, strict=False)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    digest = file_sha256(path)[:16]
     return f"torchvision resnet18 weights {path.name} (sha256 {digest}…), conv1 summed over RGB"
 
 
