@@ -38,6 +38,7 @@ from fcinvert.analysis.noise_grid import (
     score_grid,
 )
 from fcinvert.data.dataset import StoredDataset, read_dataset
+from fcinvert.data.progress import StageCallback
 from fcinvert.data.spectrum_file import read_spectrum
 from fcinvert.errors import FcinvertError
 from fcinvert.inversion.resample import grid_path, resample
@@ -45,8 +46,6 @@ from fcinvert.models.bundle import ModelBundle, find_bundle, load_bundle
 from fcinvert.models.preprocess import prepare_input
 from fcinvert.physics.material import Material, QPath, load_material
 from fcinvert.physics.reciprocal import reciprocal_basis
-
-StageCallback = Callable[[str, int, int], None]
 
 BATCH = 256
 MIN_TEST = 8

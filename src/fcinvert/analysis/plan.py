@@ -31,13 +31,13 @@ yet seen gains much.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from fcinvert.data.measurement import simulate_scans
+from fcinvert.data.progress import StageCallback
 from fcinvert.data.spectrum_file import Spectrum
 from fcinvert.inversion.prior import Prior
 from fcinvert.inversion.refine import SpectrumFit, pixel_errors, spectrum_grid
@@ -82,7 +82,7 @@ def simulate_candidates(
     temperature: float | None = None,
     q_step: float = 0.05,
     width: float = 0.05,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: StageCallback | None = None,
 ) -> Candidates:
     """The coverage and expected intensities of every ψ (degrees) at θ (P,) eV/Å²."""
     scans = simulate_scans(

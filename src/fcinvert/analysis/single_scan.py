@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -35,6 +34,7 @@ from typing import Literal
 import numpy as np
 
 from fcinvert.analysis.single_scan_results import SingleScanResults
+from fcinvert.data.progress import StageCallback
 from fcinvert.data.spectrum_file import Spectrum, read_spectrum
 from fcinvert.errors import FcinvertError
 from fcinvert.inversion.invert import InversionResult, invert_spectrum, model_material
@@ -49,8 +49,6 @@ PICKS = ("best", "median", "worst")
 LISTING = "scans.json"
 #: √3: a uniform distribution of standard deviation s spans mean ± √3 s
 UNIFORM_HALF_WIDTH = float(np.sqrt(3.0))
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -259,7 +257,7 @@ def run_single_scan(
     ranked_by: Ranking = "standardised",
     refine: bool = False,
     dataset: str | Path | None = None,
-    progress: Progress | None = None,
+    progress: StageCallback | None = None,
 ) -> SingleScanStudy:
     """Invert every scan of ``folder`` and all of them together with ``bundle`` (module
     docstring); ``model`` names the bundle in the results; ``dataset``: the training dataset
@@ -345,7 +343,7 @@ def run_single_scan(
 
 
 def refine_picks(
-    study: SingleScanStudy, progress: Progress | None = None
+    study: SingleScanStudy, progress: StageCallback | None = None
 ) -> dict[str, RefineResult]:
     """Physics refinement (free branch intensities) of the full data and of the best, median
     and worst scans, each from its own ML estimate."""

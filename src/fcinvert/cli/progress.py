@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-StageCallback = Callable[[str, int, int], None]
+from fcinvert.data.progress import StageCallback
 
 
 @contextlib.contextmanager

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -28,6 +27,7 @@ from fcinvert.data.fold import (
     finish_spectrum,
     zone_coverage,
 )
+from fcinvert.data.progress import StageCallback
 from fcinvert.data.readers import Volume, dimension_name
 from fcinvert.data.spectrum_file import Spectrum
 from fcinvert.errors import FcinvertError
@@ -119,7 +119,7 @@ def simulate_scans(
     perpendicular: float = DEFAULT_PERPENDICULAR,
     seed: int = 0,
     keep_volume: bool = False,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: StageCallback | None = None,
 ) -> ScanSet:
     """Simulate and fold measurements at rotations ``psi`` (degrees); see the module docstring."""
     started = time.perf_counter()

@@ -14,13 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fcinvert.analysis.evaluate import (
-    Evaluation,
-    EvaluationSettings,
-    StageCallback,
-    evaluate,
-)
+from fcinvert.analysis.evaluate import Evaluation, EvaluationSettings, evaluate
 from fcinvert.analysis.noise_grid import GridScores
+from fcinvert.data.progress import StageCallback
 from fcinvert.iohelpers import atomic_write_text, relative_path
 from fcinvert.physics.material import QPath
 from fcinvert.report import evaluation_figures as figures
