@@ -122,8 +122,8 @@ class TrainingBox:
 
 def training_box(bundle: ModelBundle, dataset: str | Path | None = None) -> TrainingBox:
     """The sampling box of the selected parameters: from ``dataset`` (a training dataset file)
-    when given (any problem with it is an error), else from the dataset the bundle records
-    when that file is still there and readable, else estimated from the target scaler as
+    when given (any problem with it is an error), else the training dataset's domain as the
+    bundle records it (``StoredDataset.record``), else estimated from the target scaler as
     mean ± √3 std (exact for a uniform draw)."""
     from fcinvert.data.dataset import read_dataset
 
@@ -136,22 +136,15 @@ def training_box(bundle: ModelBundle, dataset: str | Path | None = None) -> Trai
             )
         return TrainingBox(stored.low.copy(), stored.high.copy(), f"domain of {dataset}")
     recorded = bundle.config.training.get("dataset")
-    why = "the model records no training dataset"
-    if recorded is not None:
-        why = f"{recorded} is not at hand"
-        if Path(recorded).is_file():
-            try:
-                stored = read_dataset(recorded)
-            except FcinvertError as error:
-                stored, why = None, str(error)
-            if stored is not None and stored.selected_names == selected:
-                return TrainingBox(stored.low.copy(), stored.high.copy(), f"domain of {recorded}")
-            if stored is not None:
-                why = f"{recorded} selects other parameters"
+    if isinstance(recorded, dict) and len(recorded.get("low", ())) == len(selected):
+        low, high = np.asarray(recorded["low"], float), np.asarray(recorded["high"], float)
+        return TrainingBox(low, high, f"domain of {recorded['file']}")
     scaler = bundle.scaler
     half = UNIFORM_HALF_WIDTH * scaler.std
     return TrainingBox(
-        scaler.mean - half, scaler.mean + half, f"training targets' mean ± √3 std ({why})"
+        scaler.mean - half,
+        scaler.mean + half,
+        "training targets' mean ± √3 std (the model records no training domain)",
     )
 
 

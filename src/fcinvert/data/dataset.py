@@ -42,7 +42,7 @@ import numpy as np
 from fcinvert import __version__, validate
 from fcinvert.data import lzf
 from fcinvert.errors import FcinvertError
-from fcinvert.iohelpers import atomic_path, open_hdf5
+from fcinvert.iohelpers import atomic_path, file_sha256, open_hdf5
 from fcinvert.labels.domain import (
     DEFAULT_K,
     DEGENERATE_HALF_WIDTH,
@@ -384,6 +384,20 @@ class StoredDataset:
     @property
     def selected_names(self) -> list[str]:
         return [self.parameter_names[i] for i in self.selected]
+
+    def record(self) -> dict:
+        """What identifies this dataset on any machine, as a trained bundle records it: the
+        file name and SHA-256 of its bytes, its kind, generator seed and split sizes, and the
+        domain (low, high: (K,) eV/Å²) of its selected parameters."""
+        return {
+            "file": self.path.name,
+            "sha256": file_sha256(self.path),
+            "kind": self.kind,
+            "seed": self.seed,
+            "sizes": dict(self.sizes),
+            "low": self.low.tolist(),
+            "high": self.high.tolist(),
+        }
 
     def theta(self, split: str) -> np.ndarray:
         """θ (N, P) eV/Å² of a split."""

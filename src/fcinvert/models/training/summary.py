@@ -59,10 +59,11 @@ def new_bundle_config(
 def training_summary(
     info: StoredDataset, config: TrainConfig, stages: dict, n_fit: int, n_val: int
 ) -> dict:
-    """The bundle's ``training`` record: the dataset, fit and validation sizes, the settings,
-    the stage summaries and the versions."""
+    """The bundle's ``training`` record: the dataset (``StoredDataset.record``: name, SHA-256,
+    domain, no path), fit and validation sizes, the settings, the stage summaries and the
+    versions."""
     return {
-        "dataset": str(info.path.resolve()),
+        "dataset": info.record(),
         "train_spectra": n_fit,
         "validation_spectra": n_val,
         "config": config.model_dump(mode="json"),
