@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from small_dataset import run_cli, trained_models
 
+import fcinvert
 from fcinvert.analysis.single_scan import (
     fc_mse,
     pick_representatives,
@@ -178,3 +179,21 @@ def test_recorded_truth_is_read_from_the_files(scans):
     folder = read_scan_folder(scans)
     assert folder.truth == recorded and folder.material == "ge"
     assert [p.name for p in folder.files] == [f"scan_{i:03d}.h5" for i in range(5)]
+
+
+@pytest.mark.parametrize(
+    "config",
+    sorted(Path(fcinvert.__file__).parent.glob("materials/*/models/*/config.json")),
+    ids=lambda p: f"{p.parent.parent.parent.name}-{p.parent.name}",
+)
+def test_shipped_bundles_carry_their_training_domain_and_no_path(config: Path):
+    text = config.read_text()
+    assert '"/' not in text  # no absolute path of the machine that trained it
+    bundle = load_bundle(config.parent)
+    box = training_box(bundle)
+    recorded = bundle.config.training["dataset"]
+    assert box.source == f"domain of {recorded['file']}"
+    assert np.all(box.low < box.high)
+    # the training targets were drawn inside the box
+    centre, half = 0.5 * (box.low + box.high), 0.5 * (box.high - box.low)
+    assert np.all(np.abs(bundle.scaler.mean - centre) < half)
