@@ -17,7 +17,7 @@ from fcinvert.errors import FcinvertError
 from fcinvert.inversion.invert import instability_note, invert_spectrum
 from fcinvert.inversion.pipeline import infer
 from fcinvert.inversion.resample import default_tolerance, resample
-from fcinvert.inversion.result_file import write_inference
+from fcinvert.inversion.result_file import InversionFile, write_inference
 from fcinvert.models.bundle import find_bundle, load_bundle
 from fcinvert.physics.dynamics import dynamics_basis
 from fcinvert.physics.material import EnergyGrid
@@ -140,6 +140,7 @@ def test_invert_recovers_known_parameters(models, ge, tmp_path: Path):
     content = write_inference(inference, tmp_path / "result.json", source="sim", model="tiny")
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved == content and saved["format"] == "fcinvert-inversion"
+    assert InversionFile.model_validate(saved).model_dump(mode="json", exclude_unset=True) == saved
     names = [p["name"] for p in saved["parameters"]]
     assert names == fcspace.names
     inferred = [p for p in saved["parameters"] if p["source"] == "inferred"]

@@ -5,6 +5,7 @@ file."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -12,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from fcinvert.errors import FcinvertError
 
@@ -154,6 +155,70 @@ def check_format(content: Any, name: str, version: int, source: str, what: str) 
         raise FcinvertError(
             f"{source}: {what} version {content.get('version')} (this fcinvert reads {version})"
         )
+
+
+Record = TypeVar("Record", bound="JsonRecord")
+
+
+class JsonRecord:
+    """A dataclass written as one JSON object that starts with its ``format``, ``version`` and
+    the ``fcinvert_version`` field, then every other field in order; fields whose default is
+    None are left out while they are None (parts a report fills later). Subclasses set FORMAT,
+    VERSION and WHAT (what the file holds, for messages)."""
+
+    FORMAT: ClassVar[str]
+    VERSION: ClassVar[int]
+    WHAT: ClassVar[str]
+    fcinvert_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object (nested dataclasses as objects)."""
+        content: dict[str, Any] = {"format": self.FORMAT, "version": self.VERSION}
+        content["fcinvert_version"] = self.fcinvert_version
+        for item in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, item.name)
+            if item.name == "fcinvert_version" or (value is None and item.default is None):
+                continue
+            content[item.name] = _plain(value)
+        return content
+
+    @classmethod
+    def from_dict(cls: type[Record], content: Any, source: str = "record") -> Record:
+        """Read back ``to_dict``'s object, checked field by field; another format or version,
+        or a missing or mistyped field, is one FcinvertError line naming ``source``."""
+        from pydantic import TypeAdapter, ValidationError
+
+        check_format(content, cls.FORMAT, cls.VERSION, source, cls.WHAT)
+        names = {item.name for item in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        values = {key: value for key, value in content.items() if key in names}
+        try:
+            return TypeAdapter(cls).validate_python(values)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            reason = f"{where}: {first['msg']}"
+            raise FcinvertError(f"{source}: not valid {cls.WHAT} ({reason})") from None
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """JSON Schema (draft 2020-12) of ``to_dict``'s object."""
+        from pydantic import TypeAdapter
+
+        schema = TypeAdapter(cls).json_schema(mode="serialization")
+        header = {"format": {"const": cls.FORMAT}, "version": {"const": cls.VERSION}}
+        schema["properties"] = {**header, **schema["properties"]}
+        schema["required"] = [*header, *schema.get("required", [])]
+        return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as JSON data: a dataclass, or a dict of them, as dicts; anything else
+    as it is (the same object: a report may add to it through the JSON)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict) and any(dataclasses.is_dataclass(v) for v in value.values()):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
 
 
 def open_hdf5(path: str | Path, what: str = "HDF5 file") -> h5py.File:

@@ -9,10 +9,9 @@ are made: ``metrics.ParameterScores``, ``noise_grid``, ``latent``); the report f
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -20,15 +19,11 @@ from fcinvert import __version__
 from fcinvert.analysis.latent import umap_settings
 from fcinvert.analysis.metrics import ParameterScores
 from fcinvert.analysis.noise_grid import GridScores, column_peak_fraction
-from fcinvert.errors import FcinvertError
-from fcinvert.iohelpers import check_format
+from fcinvert.iohelpers import JsonRecord
 
 if TYPE_CHECKING:
     from fcinvert.analysis.evaluate import EvaluationSettings
     from fcinvert.models.bundle import ModelBundle
-
-METRICS_FORMAT = "fcinvert-evaluation"
-METRICS_VERSION = 1
 
 
 @dataclass
@@ -44,7 +39,7 @@ class ModelMetrics:
 
 
 @dataclass
-class EvaluationMetrics:
+class EvaluationMetrics(JsonRecord):
     """The content of metrics.json. dataset: the dataset file; parameters: the K inferred
     names (FC0… in ``fc_labels``); models: label → ModelMetrics; noise: the grid's settings and
     SNR; latent: VAE label → its latent-space numbers; measured: coverage per measured file."""
@@ -67,36 +62,9 @@ class EvaluationMetrics:
     cpu_s: dict | None = None
     fcinvert_version: str = field(default=__version__)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON object, keys in the order metrics.json has always had (unset report parts
-        left out)."""
-        content: dict[str, Any] = {
-            "format": METRICS_FORMAT,
-            "version": METRICS_VERSION,
-            "fcinvert_version": self.fcinvert_version,
-        }
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if item.name == "fcinvert_version" or value is None:
-                continue
-            if item.name == "models":
-                value = {label: dataclasses.asdict(model) for label, model in value.items()}
-            content[item.name] = value
-        return content
-
-    @classmethod
-    def from_dict(cls, content: dict[str, Any], source: str = "metrics") -> EvaluationMetrics:
-        """Read back ``to_dict``'s object; another format or version is one error line."""
-        check_format(content, METRICS_FORMAT, METRICS_VERSION, source, "evaluation metrics")
-        names = {item.name for item in dataclasses.fields(cls)}
-        values = {key: value for key, value in content.items() if key in names}
-        try:
-            values["models"] = {
-                label: ModelMetrics(**model) for label, model in content["models"].items()
-            }
-            return cls(**values)
-        except (KeyError, TypeError, AttributeError) as error:
-            raise FcinvertError(f"{source}: incomplete metrics ({error})") from None
+    FORMAT: ClassVar[str] = "fcinvert-evaluation"
+    VERSION: ClassVar[int] = 1
+    WHAT: ClassVar[str] = "evaluation metrics"
 
 
 def evaluation_metrics(

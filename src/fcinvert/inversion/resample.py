@@ -14,19 +14,20 @@ input rule expects; input pixels off the path or outside the model's energy wind
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, computed_field
 from scipy.spatial import cKDTree
 
 from fcinvert.physics.material import EnergyGrid, Material, QPath
 from fcinvert.physics.reciprocal import reciprocal_basis
 
 
-@dataclass(frozen=True)
-class Coverage:
-    """How an input spectrum maps onto a model grid (pixel counts; tolerance in 1/Å)."""
+class Coverage(BaseModel):
+    """How an input spectrum maps onto a model grid (pixel counts; tolerance in 1/Å); as it is
+    in the result JSON (``result_file.InversionFile``)."""
 
+    model_config = ConfigDict(frozen=True)
     input_pixels: int
     off_path_pixels: int
     off_energy_pixels: int
@@ -34,13 +35,14 @@ class Coverage:
     unmeasured_model_pixels: int
     q_tolerance: float
 
+    @computed_field
     @property
     def outside_pixels(self) -> int:
         """Measured input pixels that fall outside the model's grid."""
         return self.off_path_pixels + self.off_energy_pixels
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "outside_pixels": self.outside_pixels}
+        return self.model_dump()
 
 
 def default_tolerance(qpoints: np.ndarray, reciprocal: np.ndarray) -> float:

@@ -6,24 +6,135 @@ inferred or reference), and the ML and refined estimates each with their σ wher
 the dispersion on the input's q-points with its 5–95 % band (``frequencies_meV``,
 ``frequencies_low_meV``, ``frequencies_high_meV``, nq × branches in the same order); the
 refinement's minima; notes; the paths of the exported phonopy files (POSCAR, FORCE_CONSTANTS,
-phonopy_disp.yaml, phonopy.yaml).
+phonopy_disp.yaml, phonopy.yaml). ``InversionFile`` is its schema, field by field
+(``InversionFile.model_json_schema()``; docs/schemas/inversion.schema.json).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from fcinvert import __version__
 from fcinvert.inversion.pipeline import Inference, ml_spread
+from fcinvert.inversion.resample import Coverage
 from fcinvert.iohelpers import atomic_write_text
 from fcinvert.physics.export import write_phonopy_files
 from fcinvert.physics.fcspace import UNIT
 
 RESULT_FORMAT = "fcinvert-inversion"
 RESULT_VERSION = 2
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Estimate(_Part):
+    """One estimate of a parameter (eV/Å²) with its σ, None where it has none."""
+
+    value: float
+    std: float | None
+
+
+class MLEstimate(Estimate):
+    """The model's estimate; ``inferred``: whether the model predicts this parameter (else it is
+    the ensemble reference)."""
+
+    inferred: bool
+
+
+class ParameterRow(_Part):
+    """A parameter: the reported value (eV/Å²), σ, 5–95 % interval, whether the data (or the
+    model) determine it and why, where the value comes from, and the ML and refined estimates
+    when there are."""
+
+    name: str
+    value: float
+    std: float | None
+    interval_5_95: tuple[float, float] | None
+    determined: bool
+    reason: str
+    source: Literal["refined", "inferred", "reference"]
+    ml: MLEstimate | None = None
+    refined: Estimate | None = None
+
+
+class ModelUsed(_Part):
+    """The model bundle that inferred θ: its path, architecture, ImageNet or fine-tuning source
+    (ResNet), latent samples (VAE), the seed and its test R² by parameter name."""
+
+    path: str
+    architecture: Literal["vae", "resnet"]
+    pretrained: str | None
+    latent_samples: int | None
+    seed: int
+    test_r2: dict[str, float] | None
+
+
+class Minimum(_Part):
+    """A distinct minimum of the refinement: the starts that reached it, its dispersion's RMS
+    distance (meV) and separation (σ) from the best (None for the best), its misfit, and whether
+    it fits almost as well as the best."""
+
+    starts: list[str]
+    dispersion_distance_meV: float
+    separation_sigma: float | None
+    misfit: float
+    ambiguous: bool
+
+
+class Refinement(_Part):
+    """The multi-start refinement: its intensity model, forward models run, seconds, the best
+    minimum's misfit and noise variance (data units²), and every minimum, best first."""
+
+    intensities: Literal["free", "fast", "physical"]
+    forward_models: int
+    seconds: float
+    misfit: float
+    noise_variance: float
+    ambiguous: bool
+    minima: list[Minimum]
+
+
+class Dispersion(_Part):
+    """ħω (meV) on the input's q-points (nq, 3 reduced): (nq, branches) value and 5–95 % band."""
+
+    qpoints: list[tuple[float, float, float]]
+    frequencies_meV: list[list[float]]
+    frequencies_low_meV: list[list[float]]
+    frequencies_high_meV: list[list[float]]
+
+
+class PhonopyFiles(_Part):
+    """Paths of the exported phonopy files."""
+
+    poscar: str
+    force_constants: str
+    phonopy_yaml: str
+    phonopy_yaml_with_fc: str
+
+
+class InversionFile(_Part):
+    """The result JSON of ``invert`` (``write_inference``)."""
+
+    format: Literal["fcinvert-inversion"]
+    version: Literal[2]
+    fcinvert_version: str
+    input: str
+    material: str
+    unit: str
+    model: ModelUsed | None
+    coverage: Coverage | None
+    parameters: list[ParameterRow]
+    refinement: Refinement | None
+    dispersion: Dispersion
+    force_constants: PhonopyFiles
+    notes: list[str]
 
 
 def write_inference(
@@ -34,11 +145,11 @@ def write_inference(
     model: str = "",
 ) -> dict:
     """Write the result JSON to ``out`` and the phonopy files into ``fc_folder`` (default:
-    ``<out stem>_phonopy`` beside it); returns the JSON content."""
+    ``<out stem>_phonopy`` beside it); returns the JSON content, checked by ``InversionFile``."""
     out = Path(out)
     fc_folder = Path(fc_folder) if fc_folder else out.with_name(f"{out.stem}_phonopy")
     files = write_phonopy_files(inference.material, inference.fcspace, inference.theta, fc_folder)
-    content = {
+    record = {
         "format": RESULT_FORMAT,
         "version": RESULT_VERSION,
         "fcinvert_version": __version__,
@@ -58,6 +169,7 @@ def write_inference(
         "force_constants": {key: str(path) for key, path in files.items()},
         "notes": inference.notes,
     }
+    content = InversionFile.model_validate(record).model_dump(mode="json", exclude_unset=True)
     atomic_write_text(out, json.dumps(content, indent=1, ensure_ascii=False) + "\n")
     return content
 
