@@ -20,7 +20,6 @@ note names both.
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass
 
@@ -192,7 +191,7 @@ def screened(pool: list[Start], fit: SpectrumFit, count: int) -> list[Start]:
     the promising ones are refined."""
     if count <= 0 or not pool:
         return []
-    misfits = [fit.evaluate(start.theta, jacobian=False).rss for start in pool]
+    misfits = fit.misfits(np.array([start.theta for start in pool]))
     return [pool[i] for i in np.argsort(misfits, kind="stable")[:count]]
 
 
@@ -206,13 +205,16 @@ def stretched(theta: np.ndarray, fit: SpectrumFit) -> np.ndarray:
     which a local optimiser started at θ does not find when the branches it would pass
     through fit the data too (a ladder of minima, one per branch overlap)."""
 
-    @functools.cache
-    def misfit(factor: float) -> float:
-        return fit.evaluate(factor**2 * theta, jacobian=False).rss
+    def misfits(factors: np.ndarray) -> np.ndarray:
+        return fit.misfits(factors[:, None] ** 2 * theta)
 
-    best = min(STRETCHES, key=misfit)
-    best = min((best / STRETCH_STEP, best, best * STRETCH_STEP), key=misfit)
-    return best**2 * theta
+    coarse = misfits(STRETCHES)
+    best = STRETCHES[int(np.argmin(coarse))]
+    steps = np.array([best / STRETCH_STEP, best * STRETCH_STEP])
+    fine = misfits(steps)
+    # the first smallest of (best / step, best, best · step), as min() picks it
+    candidates = [(fine[0], steps[0]), (float(coarse.min()), best), (fine[1], steps[1])]
+    return min(candidates, key=lambda pair: pair[0])[1] ** 2 * theta
 
 
 def _distinct(fits: list[RefineResult], prior: Prior, keep: int) -> list[int]:

@@ -87,6 +87,12 @@ class IntensityModel(ABC):
         """The linear unknowns solved for the branches at ``frequencies`` (nq, nb) meV with unit
         peaks ``peaks`` (nq, nb, nE) and their ω-derivatives ``slopes`` (None: no Jacobian)."""
 
+    def misfits(self, frequencies: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+        """Σ data residual² (B,) of a batch of trial dispersions: ``frequencies`` (B, nq, nb)
+        meV with unit peaks ``peaks`` (B, nq, nb, nE); what ``linear`` leaves at each."""
+        parts = [self.linear(f, p, None) for f, p in zip(frequencies, peaks, strict=True)]
+        return np.array([float(np.sum(part.residual**2)) for part in parts])
+
 
 class FreeIntensities(IntensityModel):
     """Per-column NNLS branch intensities with a ridge μ‖a‖²: μ (nq,) is ``ridge`` times the
@@ -140,6 +146,19 @@ class FreeIntensities(IntensityModel):
         return LinearPart(
             residual, -root_mu[:, None] * amplitudes, amplitudes, model, n_linear, jacobian
         )
+
+    def misfits(self, frequencies: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+        """Σ data residual² (B,) of a batch (see ``IntensityModel.misfits``): every column of
+        every trial solved in one batched NNLS, as ``linear`` solves one trial's columns."""
+        batch, nq, nb, n_energy = peaks.shape
+        design = self.centre(np.swapaxes(peaks, 0, 1)).reshape(nq * batch, nb, n_energy)
+        mu = np.repeat(self.mu, batch)
+        target = np.repeat(self.centred_data, batch, axis=0)  # (nq·B, nE), q-major as design
+        gram = design @ np.swapaxes(design, 1, 2) + mu[:, None, None] * np.eye(nb)
+        rhs = (design @ target[..., None])[..., 0]
+        amplitudes, _ = batched_nnls(gram, rhs, design, target, mu)
+        residual = target - (amplitudes[:, None, :] @ design)[:, 0]
+        return np.sum(residual.reshape(nq, batch, n_energy) ** 2, axis=(0, 2))
 
 
 class ScaledIntensities(IntensityModel):

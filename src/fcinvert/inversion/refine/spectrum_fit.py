@@ -29,6 +29,8 @@ from fcinvert.physics.material import FWHM_TO_SIGMA, EnergyGrid
 #: Branches above this multiple of the window's top are pushed back (runaway guard).
 GUARD_ABOVE = 1.3
 _LAMBDA_FLOOR = (0.01 / FREQUENCY_TO_MEV) ** 2  # ω² (eV/Å²/amu) of 0.01 meV
+#: Trial θ per eigen-solve in ``SpectrumFit.misfits`` (bounds its memory: ~50 MB at 25 columns).
+MISFIT_CHUNK = 100
 
 
 @dataclass
@@ -140,11 +142,7 @@ class SpectrumFit:
             values, vectors = np.linalg.eigh(matrices)
         else:
             values, vectors = np.linalg.eigvalsh(matrices), None
-        # modes below 0.01 meV (the acoustic ones at Γ, zero by the sum rule) are pinned at 0
-        # so that rounding noise in their ω does not reach a finite-difference Jacobian
-        still = np.abs(values) < _LAMBDA_FLOOR
-        frequencies = np.where(still, 0.0, np.sign(values) * np.sqrt(np.abs(values)))
-        frequencies *= FREQUENCY_TO_MEV
+        frequencies = _pinned_frequencies(values)
         peaks, slopes = self.peaks(frequencies, jacobian)
         linear = self.intensity_model.linear(frequencies, peaks, slopes)
         guard_rows, guard_sign = self._guard(frequencies)
@@ -176,6 +174,20 @@ class SpectrumFit:
             linear.n_linear,
         )
 
+    def misfits(self, thetas: np.ndarray) -> np.ndarray:
+        """Σ data residual² (B,) at each θ of ``thetas`` (B, P): ``evaluate(θ, jacobian=False)
+        .rss`` for many θ at once, MISFIT_CHUNK to an eigen-solve (screening hundreds of starts
+        costs a few of the per-θ calls)."""
+        thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
+        self.n_forward += len(thetas)
+        out = []
+        for first in range(0, len(thetas), MISFIT_CHUNK):
+            matrices = self.basis.dynamical_matrices(thetas[first : first + MISFIT_CHUNK])
+            frequencies = _pinned_frequencies(np.linalg.eigvalsh(matrices))
+            peaks, _ = self.peaks(frequencies, derivative=False)
+            out.append(self.intensity_model.misfits(frequencies, peaks))
+        return np.concatenate(out) if out else np.zeros(0)
+
     def frequency_derivatives(self, values: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         """∂ħω_j/∂θ_k (nq, nb, P) meV per eV/Å² from the eigenvalues (nq, nb) and eigenvector
         columns (nq, nb, nb) of D(θ), by Hellmann–Feynman: ∂ω²_j/∂θ_k = e_j† D_k e_j (modes
@@ -198,6 +210,15 @@ class SpectrumFit:
         rows = np.stack([np.maximum(above, 0.0), np.maximum(below, 0.0)], axis=-1) * self.guard
         sign = np.stack([(above > 0).astype(float), -(below > 0).astype(float)], axis=-1)
         return rows, sign
+
+
+def _pinned_frequencies(values: np.ndarray) -> np.ndarray:
+    """ħω (meV, imaginary negative) from eigenvalues ω² (..., nb) of D(θ); modes below 0.01 meV
+    (the acoustic ones at Γ, zero by the sum rule) are pinned at 0 so that rounding noise in
+    their ω does not reach a finite-difference Jacobian."""
+    still = np.abs(values) < _LAMBDA_FLOOR
+    frequencies = np.where(still, 0.0, np.sign(values) * np.sqrt(np.abs(values)))
+    return frequencies * FREQUENCY_TO_MEV
 
 
 def residual_variance(evaluation: Evaluation, n_params: int, fit: SpectrumFit) -> float:
