@@ -193,3 +193,19 @@ def test_screening_keeps_the_candidates_that_fit(stiff):
     pool[17], pool[29] = Start("truth", truth), Start("near", near)
     assert {start.name for start in screened(pool, fit, 2)} == {"truth", "near"}
     assert screened(pool, fit, 0) == [] and screened([], fit, 3) == []
+
+
+def test_batched_misfits_are_those_of_one_evaluation_each(stiff):
+    """``SpectrumFit.misfits`` judges many θ in one eigen-solve: the data misfit of each is the
+    one ``evaluate`` gives alone, and each counts as one forward model."""
+    ensemble, truth, fit = stiff
+    rng = np.random.default_rng(5)
+    prior = ensemble.prior
+    thetas = prior.centre + 0.5 * prior.width * rng.normal(size=(23, truth.size))
+    thetas[4] = truth
+    before = fit.n_forward
+    batched = fit.misfits(thetas)
+    assert fit.n_forward - before == len(thetas)
+    alone = [fit.evaluate(theta, jacobian=False).rss for theta in thetas]
+    assert np.allclose(batched, alone, rtol=1e-9, atol=0.0)
+    assert int(np.argmin(batched)) == 4

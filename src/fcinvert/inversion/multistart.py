@@ -49,6 +49,10 @@ SAME_BASIN = 0.25
 SAME_THETA = 0.25
 #: Standard errors of the paired misfit difference that tell two minima apart.
 DISTINGUISHABLE = 2.0
+#: A minimum whose data misfit exceeds the best's by more than this fraction is never
+#: ambiguous, whatever the paired test says (on noise-free data the best misfit is ~0 and a
+#: difference concentrated in a few columns passed the test at +64 000 %).
+CLEARLY_WORSE = 1.0
 #: Trial steps of the coarse stage per start, and the q columns it fits at most (every
 #: n-th column of a denser spectrum: a 2 meV wider model does not need them all).
 COARSE_ITERATIONS = 10
@@ -69,13 +73,15 @@ STRETCH_COLUMNS = 25
 @dataclass(frozen=True, eq=False)
 class Basin:
     """A minimum that a refinement reached: its result, the starts that led there, its
-    dispersion's RMS distance (meV) from the best one, and the paired t statistic of its
-    misfit against the best (∞ for the best itself; small = the data cannot tell them apart)."""
+    dispersion's RMS distance (meV) from the best one, the paired t statistic of its misfit
+    against the best (∞ for the best itself; small = the data cannot tell them apart) and the
+    relative excess of its data misfit over the best's (0 for the best)."""
 
     fit: RefineResult
     starts: list[str]
     distance: float
     separation: float
+    excess: float
 
 
 @dataclass
@@ -167,7 +173,9 @@ def multistart(
         n_forward += fit.n_forward
         finals.append((fit, [starts[index].name]))
     basins = _basins(finals, prior)
-    ambiguous = [b for b in basins[1:] if b.separation < DISTINGUISHABLE]
+    ambiguous = [
+        b for b in basins[1:] if b.separation < DISTINGUISHABLE and b.excess <= CLEARLY_WORSE
+    ]
     covariance = prior.cap(_mixture_covariance([basins[0], *ambiguous]))
     return MultiStartResult(
         basins[0].fit,
@@ -231,7 +239,7 @@ def _distinct(fits: list[RefineResult], prior: Prior, keep: int) -> list[int]:
 
 def _basins(finals: list[tuple[RefineResult, list[str]]], prior: Prior) -> list[Basin]:
     """Final fits merged into basins (``_same_basin``), best objective first, with their
-    distance from the best and the paired separation of their misfits from it."""
+    distance from the best, the paired separation of their misfits from it and their excess."""
     finals = sorted(finals, key=lambda item: item[0].objective)
     merged: list[tuple[RefineResult, list[str]]] = []
     for fit, names in finals:
@@ -242,7 +250,13 @@ def _basins(finals: list[tuple[RefineResult, list[str]]], prior: Prior) -> list[
             merged.append((fit, list(names)))
     best = merged[0][0]
     return [
-        Basin(fit, names, _distance(fit, best), _separation(fit, best) if i else np.inf)
+        Basin(
+            fit,
+            names,
+            _distance(fit, best),
+            _separation(fit, best) if i else np.inf,
+            _excess(fit, best) if i else 0.0,
+        )
         for i, (fit, names) in enumerate(merged)
     ]
 
@@ -271,6 +285,12 @@ def _separation(other: RefineResult, best: RefineResult) -> float:
     spread = float(np.std(sums, ddof=1)) * np.sqrt(len(sums)) if len(sums) > 1 else 0.0
     total = float(sums.sum())
     return total / spread if spread > 0 else np.inf
+
+
+def _excess(other: RefineResult, best: RefineResult) -> float:
+    """Relative excess of other's data misfit over best's (∞ when best's is 0)."""
+    total = float(best.column_misfit.sum())
+    return float(other.column_misfit.sum()) / total - 1.0 if total > 0 else np.inf
 
 
 def _mixture_covariance(basins: list[Basin]) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 from fcinvert.data.spectrum_file import Spectrum
 from fcinvert.errors import FcinvertError
 from fcinvert.inversion.invert import InversionResult, instability_note, invert_spectrum
-from fcinvert.inversion.multistart import Basin, MultiStartResult, multistart, starts_text
+from fcinvert.inversion.multistart import MultiStartResult, multistart, starts_text
 from fcinvert.inversion.prior import Ensemble, Prior, Start, draw_starts, load_prior_ensemble
 from fcinvert.inversion.refine import Intensities
 from fcinvert.models.bundle import ModelBundle
@@ -333,7 +333,7 @@ def _search_notes(
     for basin in search.ambiguous:
         notes.append(
             f"ambiguous: another minimum (from {starts_text(basin.starts)}) fits almost as well "
-            f"(misfit +{_excess(basin, search):.1%}, separation {basin.separation:.1f} σ) with a "
+            f"(misfit +{basin.excess:.1%}, separation {basin.separation:.1f} σ) with a "
             f"dispersion {basin.distance:.2f} meV RMS away; the intervals include it"
         )
     undetermined = [fcspace.names[i] for i in np.flatnonzero(~determined)]
@@ -343,12 +343,6 @@ def _search_notes(
             f"the force-field ensemble (prior width): {', '.join(undetermined)}"
         )
     return notes
-
-
-def _excess(basin: Basin, search: MultiStartResult) -> float:
-    """Relative excess of a basin's data misfit over the best's."""
-    best = float(search.best.column_misfit.sum())
-    return float(basin.fit.column_misfit.sum()) / best - 1.0 if best > 0 else np.inf
 
 
 def _disagreement_notes(
