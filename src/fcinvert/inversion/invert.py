@@ -67,8 +67,10 @@ def model_material(bundle: ModelBundle) -> tuple[Material, FCSpace]:
 @dataclass(frozen=True)
 class InversionSetup:
     """What a spectrum is inverted with: the material and FC space, the model (None: refine
-    from the force-field ensemble alone), the model's folder ("" without one) and whether the
-    physics refinement runs."""
+    from the force-field ensemble alone), the model as the user named it (a shipped name such
+    as ``ge``, or the bundle folder as given; "" without one: a shipped model's folder lies
+    inside the installation, which the result file must not record) and whether the physics
+    refinement runs."""
 
     material: Material
     fcspace: FCSpace
@@ -87,7 +89,7 @@ def inversion_setup(
     refinement from the ensemble (``refine`` is then implied). Both given must agree, and a
     spectrum that names its material must name this one.
     """
-    from fcinvert.models.bundle import find_bundle, load_bundle
+    from fcinvert.models.bundle import load_bundle
 
     if model is not None or material is None:
         name = model or spectrum.material
@@ -101,7 +103,7 @@ def inversion_setup(
             raise FcinvertError(
                 f"--material {material} and --model {model} (for '{chosen.name}') disagree"
             )
-        return InversionSetup(chosen, fcspace, bundle, str(find_bundle(name)), refine)
+        return InversionSetup(chosen, fcspace, bundle, str(name), refine)
     chosen = load_material(material)
     if spectrum.material and spectrum.material != chosen.name:
         raise FcinvertError(

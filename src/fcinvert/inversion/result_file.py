@@ -65,8 +65,9 @@ class ParameterRow(_Part):
 
 
 class ModelUsed(_Part):
-    """The model bundle that inferred θ: its path, architecture, ImageNet or fine-tuning source
-    (ResNet), latent samples (VAE), the seed and its test R² by parameter name."""
+    """The model bundle that inferred θ: its folder as given or its shipped name, architecture,
+    ImageNet or fine-tuning source (ResNet), latent samples (VAE), the seed and its test R² by
+    parameter name."""
 
     path: str
     architecture: Literal["vae", "resnet"]
