@@ -29,7 +29,8 @@ The last line is ``ratio R``: the planner's orientations over the sweep's, summe
 (printed after every run, so an interrupted benchmark still ends with the runs it finished).
 The line before gives the same for the target held (``held``: met at a count and the RMS kept
 within it at every later orientation up to ``--max``), since a single lucky estimate can touch
-the target early. ``--summary-of results.json`` prints these totals of a finished run.
+the target early. ``--summary-of results.json`` prints these totals of a finished run;
+``--resume`` keeps the runs (material, seed) already in ``--out`` and adds the others.
 
     /tmp/heavy.sh .venv/bin/python benchmarks/steering.py [--materials ge,nb] [--seeds 3]
 """
@@ -60,6 +61,9 @@ def main() -> None:
     parser.add_argument(
         "--summary-of", type=Path, default=None, help="print the totals of a results JSON, run none"
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the runs already in --out, add the others"
+    )
     args = parser.parse_args()
     if args.summary_of:
         results = json.loads(args.summary_of.read_text())
@@ -67,10 +71,15 @@ def main() -> None:
         return
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     ei = {pair.split(":")[0]: float(pair.split(":")[1]) for pair in args.ei.split(",")}
-    runs = []
-    timing = None
+    runs, timing = [], None
+    if args.resume and args.out and args.out.exists():
+        results = json.loads(args.out.read_text())
+        runs, timing = results["runs"], results["watch_update"]
+    done = {(run["material"], run["seed"]) for run in runs}
     for seed in range(args.seeds):  # every material at a seed before the next seed
         for name in args.materials.split(","):
+            if (name, seed) in done:
+                continue
             run, watch_timing = campaign(name, ei[name], seed, args, timed=timing is None)
             runs.append(run)
             timing = timing or watch_timing
