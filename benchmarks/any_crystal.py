@@ -80,7 +80,7 @@ def median_dispersion(home: Path, name: str, qpoints: np.ndarray) -> np.ndarray:
 
     material = load_material(name)
     fcspace = build_fcspace(material)
-    theta = fcspace.theta_from_dict(material.require_reference(), np.zeros(fcspace.n_params))
+    theta = fcspace.reference_theta(material)
     return dynamics_basis(fcspace, qpoints).frequencies(theta)
 
 

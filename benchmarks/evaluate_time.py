@@ -38,7 +38,7 @@ def write_test_set(path: Path, n_test: int, seed: int = 0) -> Path:
 
     material = load_material("ge")
     fcspace = build_fcspace(material)
-    reference = fcspace.theta_from_dict(material.require_reference(), np.zeros(fcspace.n_params))
+    reference = fcspace.reference_theta(material)
     selected = np.arange(8)
     basis = dynamics_basis(fcspace, material.path.qpoints)
     rng = np.random.default_rng(seed)
@@ -82,7 +82,7 @@ def untrained_bundle(architecture: str, folder: Path) -> Path:
 
     material = load_material("ge")
     fcspace = build_fcspace(material)
-    reference = fcspace.theta_from_dict(material.require_reference(), [0.0] * fcspace.n_params)
+    reference = fcspace.reference_theta(material)
     selected = fcspace.names[:8]
     vae = architecture == "vae"
     config = BundleConfig(

@@ -24,7 +24,7 @@ from fcinvert.physics.spectra import render
 
 
 def stable_sets(material, fcspace, n, rng):
-    reference = fcspace.theta_from_dict(material.require_reference(), np.zeros(fcspace.n_params))
+    reference = fcspace.reference_theta(material)
     check = StabilityCheck.build(fcspace, material.path.qpoints, divisions=4)
     kept = []
     while sum(len(k) for k in kept) < n:

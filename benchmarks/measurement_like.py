@@ -134,7 +134,7 @@ def model_space(material: str | Material) -> tuple[Material, FCSpace]:
 
 def reference_theta(material: Material, fcspace: FCSpace) -> np.ndarray:
     """The ensemble median θ (P,) eV/Å² (the material's reference)."""
-    return fcspace.theta_from_dict(material.require_reference(), np.zeros(fcspace.n_params))
+    return fcspace.reference_theta(material)
 
 
 def truth_from_theta(

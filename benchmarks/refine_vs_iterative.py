@@ -50,7 +50,7 @@ TOP = 6
 
 def scenario(material, fcspace, basis, peak: float, rng: np.random.Generator):
     """Truth, ML stand-in start and Poisson counts (nq, nE) with NaN for missing pixels."""
-    reference = fcspace.theta_from_dict(material.require_reference(), np.zeros(fcspace.n_params))
+    reference = fcspace.reference_theta(material)
     top = np.argsort(-np.abs(reference))[:TOP]
     rest = np.setdiff1d(np.arange(len(reference)), top)
     check = StabilityCheck.build(fcspace, material.path.qpoints, divisions=4)

@@ -178,7 +178,7 @@ def measure(
     scale = map_scale(norm, vmin, vmax, cmap) if plot else None
     loaded = load_material(material)
     fcspace = build_fcspace(loaded)
-    base = fcspace.theta_from_dict(loaded.require_reference(), np.zeros(fcspace.n_params))
+    base = fcspace.reference_theta(loaded)
     theta = fcspace.theta_from_dict(read_parameters(params), base) if params else base
     angles = parse_orientations(orientations)
     spectrometer = Spectrometer(ei=ei, pixel=pixel)

@@ -153,7 +153,7 @@ def prepare_generator(
     options = (expand_below, expand_above, toward, half_width)
     selected = compute_sensitivity(material, fcspace, *options).select(k)
     members, ensemble = load_ensemble(material, fcspace)
-    reference = fcspace.theta_from_dict(material.require_reference(), np.zeros(fcspace.n_params))
+    reference = fcspace.reference_theta(material)
     domain = build_domain(material.name, fcspace.names, ensemble, reference, selected, *options)
     domain.info["members"] = members
     sampler = StableSampler(domain, stability_check(material, fcspace))

@@ -72,7 +72,7 @@ class Ensemble:
 def load_prior_ensemble(material: Material, fcspace: FCSpace) -> Ensemble:
     """The material's ensemble and its prior (module docstring)."""
     names, members = load_ensemble(material, fcspace)
-    reference = fcspace.theta_from_dict(material.require_reference(), np.zeros(fcspace.n_params))
+    reference = fcspace.reference_theta(material)
     spread = members.max(axis=0) - members.min(axis=0)
     half_width = 0.5 * (1.0 + EXPAND_ABOVE + EXPAND_BELOW) * spread
     width = np.maximum(half_width, MIN_RELATIVE_WIDTH * parameter_scale(reference))

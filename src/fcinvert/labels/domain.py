@@ -81,7 +81,7 @@ def load_ensemble(material: Material, fcspace: FCSpace) -> tuple[list[str], np.n
     reference) and its ``status``, if given, is "stable". With no such member (or no file) the
     reference is the only member.
     """
-    reference = fcspace.theta_from_dict(material.require_reference(), np.zeros(fcspace.n_params))
+    reference = fcspace.reference_theta(material)
     alone = [str(material.reference_info.get("source", "reference"))], reference[None]
     path = Path(material.folder) / ENSEMBLE_NAME
     if not path.is_file():

@@ -106,7 +106,7 @@ def compute_sensitivity(
 ) -> Sensitivity:
     """The sensitivity of the material's dispersion along its path over its ensemble."""
     members, ensemble = load_ensemble(material, fcspace)
-    reference = fcspace.theta_from_dict(material.require_reference(), np.zeros(fcspace.n_params))
+    reference = fcspace.reference_theta(material)
     everything = np.arange(fcspace.n_params)
     box = build_domain(
         material.name,

@@ -89,6 +89,11 @@ class FCSpace:
             theta[index[name]] = value
         return theta
 
+    def reference_theta(self, material: Material) -> np.ndarray:
+        """θ (n_params,) eV/Å² of the material's reference (``reference.json``, the median of
+        the stable force fields); a parameter it does not name is 0."""
+        return self.theta_from_dict(material.require_reference(), np.zeros(self.n_params))
+
     def as_dict(self, theta: np.ndarray) -> dict[str, float]:
         return {name: float(v) for name, v in zip(self.names, theta, strict=True)}
 

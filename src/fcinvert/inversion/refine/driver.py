@@ -234,7 +234,7 @@ def iterative_baseline(
 ) -> RefineResult:
     """The paper's traditional iterative optimisation: the same fit started from the
     force-field reference with a finite-difference Jacobian."""
-    reference = fcspace.theta_from_dict(material.require_reference(), np.zeros(fcspace.n_params))
+    reference = fcspace.reference_theta(material)
     return refine(
         material, fcspace, spectrum_intensity, qpoints, reference, method="iterative", **options
     )
