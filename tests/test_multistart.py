@@ -15,6 +15,7 @@ from conftest import reference_theta
 from small_dataset import run_cli
 
 from fcinvert.data.spectrum_file import Spectrum, write_spectrum
+from fcinvert.inversion import multistart as multistart_module
 from fcinvert.inversion.multistart import screened, stretched
 from fcinvert.inversion.pipeline import infer
 from fcinvert.inversion.prior import Start, load_prior_ensemble
@@ -209,3 +210,19 @@ def test_batched_misfits_are_those_of_one_evaluation_each(stiff):
     alone = [fit.evaluate(theta, jacobian=False).rss for theta in thetas]
     assert np.allclose(batched, alone, rtol=1e-9, atol=0.0)
     assert int(np.argmin(batched)) == 4
+
+
+def test_the_answer_does_not_depend_on_the_number_of_threads(ge, monkeypatch):
+    """Starts refined side by side (``multistart.WORKERS``) give exactly the sequential answer."""
+    material, fcspace = ge
+    ensemble = load_prior_ensemble(material, fcspace)
+    truth = ensemble.members[ensemble.names.index("diep")]
+    spectrum = physical_spectrum(material, fcspace, truth, material.path.qpoints[::8], peak=150)
+    answers = []
+    for workers in (1, 3):
+        monkeypatch.setattr(multistart_module, "WORKERS", workers)
+        inference = infer(spectrum, material, fcspace, seed=2)
+        answers.append((inference.theta, inference.std, inference.search.n_forward))
+    assert np.array_equal(answers[0][0], answers[1][0])
+    assert np.array_equal(answers[0][1], answers[1][1])
+    assert answers[0][2] == answers[1][2]
