@@ -116,11 +116,7 @@ class FreeIntensities(IntensityModel):
         ∂r = −P⊥(∂A)a − A⁺ᵀ(∂A)ᵀr on the free set. Branch vectors are rows here: design
         (nq, nb, nE)."""
         design = self.centre(peaks)
-        nb = design.shape[1]
-        gram = design @ np.swapaxes(design, 1, 2) + self.mu[:, None, None] * np.eye(nb)
-        rhs = (design @ self.centred_data[..., None])[..., 0]
-        amplitudes, free = batched_nnls(gram, rhs, design, self.centred_data, self.mu)
-        residual = self.centred_data - (amplitudes[:, None, :] @ design)[:, 0]
+        gram, amplitudes, free, residual = _column_fits(design, self.centred_data, self.mu)
         model = (amplitudes[:, None, :] @ peaks)[:, 0]
         n_linear = int(free.sum()) + int(np.sum(self.weight.sum(axis=1) > 0))
         root_mu = np.sqrt(self.mu)
@@ -152,13 +148,21 @@ class FreeIntensities(IntensityModel):
         every trial solved in one batched NNLS, as ``linear`` solves one trial's columns."""
         batch, nq, nb, n_energy = peaks.shape
         design = self.centre(np.swapaxes(peaks, 0, 1)).reshape(nq * batch, nb, n_energy)
-        mu = np.repeat(self.mu, batch)
         target = np.repeat(self.centred_data, batch, axis=0)  # (nq·B, nE), q-major as design
-        gram = design @ np.swapaxes(design, 1, 2) + mu[:, None, None] * np.eye(nb)
-        rhs = (design @ target[..., None])[..., 0]
-        amplitudes, _ = batched_nnls(gram, rhs, design, target, mu)
-        residual = target - (amplitudes[:, None, :] @ design)[:, 0]
+        *_, residual = _column_fits(design, target, np.repeat(self.mu, batch))
         return np.sum(residual.reshape(nq, batch, n_energy) ** 2, axis=(0, 2))
+
+
+def _column_fits(
+    design: np.ndarray, target: np.ndarray, mu: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Ridge NNLS of every column: design (n, m, nE) (rows are the m branch vectors), target
+    (n, nE), ridge μ (n,). Returns the gram matrices (n, m, m) = design designᵀ + μI, the
+    amplitudes (n, m), their free set (n, m) bool and the residual target − aᵀ design (n, nE)."""
+    gram = design @ np.swapaxes(design, 1, 2) + mu[:, None, None] * np.eye(design.shape[1])
+    rhs = (design @ target[..., None])[..., 0]
+    amplitudes, free = batched_nnls(gram, rhs, design, target, mu)
+    return gram, amplitudes, free, target - (amplitudes[:, None, :] @ design)[:, 0]
 
 
 class ScaledIntensities(IntensityModel):
