@@ -86,6 +86,21 @@ def test_counting_noise_at_high_counts_reproduces_the_normalised_spectrum():
     torch.testing.assert_close(noisy, x / peak, atol=2e-3, rtol=0)
 
 
+def test_a_clean_share_of_the_noisy_batch_keeps_the_normalised_spectrum():
+    x = torch.rand(400, 6, 8) * 3.0 + 0.1
+    config = AugmentConfig(noise=True, counts_min=20, counts_max=50, clean_share=0.3)
+    out = augment(x, config, torch.Generator().manual_seed(2))
+    normalised = x / x.flatten(1).amax(dim=1)[:, None, None]
+    clean = torch.all((out - normalised).abs().flatten(1) < 1e-6, dim=1)
+    assert 0.22 < clean.float().mean().item() < 0.38  # binomial(400, 0.3): ±3.5σ
+    noisy = AugmentConfig(noise=True, counts_min=20, counts_max=50)
+    assert not torch.any(
+        torch.all(
+            (augment(x, noisy, torch.Generator()) - normalised).abs().flatten(1) < 1e-6, dim=1
+        )
+    )
+
+
 def test_augmentation_is_seeded_and_masks_with_nan():
     x = torch.rand(8, 20, 30)
     config = AugmentConfig(noise=True, mask=True, pixel_fraction_max=0.5)

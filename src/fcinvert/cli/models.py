@@ -71,6 +71,9 @@ def train(
         bool, typer.Option(help="fit on fresh θ from the dataset's domain, rendered on the fly")
     ] = False,
     noise: Annotated[bool, typer.Option(help="augment: background + Poisson counts")] = False,
+    clean_share: Annotated[
+        float, typer.Option(help="with --noise: share of spectra left clean (0 to <1)")
+    ] = 0.0,
     mask: Annotated[bool, typer.Option(help="augment: hide random pixels and regions")] = False,
     mask_channel: Annotated[
         bool, typer.Option(help="give the network a measured-mask channel")
@@ -120,7 +123,7 @@ def train(
             vae=VAEConfig(latent=latent, channels=channels, beta=beta),
             regressor=RegressorConfig(),
             resnet=ResNetConfig(width=resnet_width),
-            augment=AugmentConfig(noise=noise, mask=mask),
+            augment=AugmentConfig(noise=noise, clean_share=clean_share, mask=mask),
         )
     except ValueError as error:
         raise validate.settings_error(error, TRAIN_OPTIONS) from None

@@ -3,7 +3,9 @@
 Both are off by default (the paper trained on clean spectra). Noise follows the paper's SI
 model: the spectrum x is normalised to its maximum, a constant background B is added and
 counts are drawn, Poisson(P · (x/max x + B)) / P, with B uniform in [0, background_max] and the
-peak count P log-uniform in [counts_min, counts_max] per spectrum. Masking sets pixels to NaN
+peak count P log-uniform in [counts_min, counts_max] per spectrum; a share ``clean_share`` of
+the spectra (drawn per spectrum) is left clean, so that a network trained for noise keeps its
+accuracy on clean input. Masking sets pixels to NaN
 — the same marker a measurement uses — so the input rule of ``preprocess`` handles them exactly
 as at inference: a random fraction (uniform in [0, pixel_fraction_max]) of single pixels, plus
 up to ``regions_max`` rectangles of at most ``region_size`` of each axis.
@@ -25,6 +27,7 @@ class AugmentConfig(BaseModel):
     background_max: float = Field(default=0.2, ge=0)
     counts_min: float = Field(default=5.0, gt=0)
     counts_max: float = Field(default=1000.0, gt=0)
+    clean_share: float = Field(default=0.0, ge=0, lt=1)
     mask: bool = False
     pixel_fraction_max: float = Field(default=0.3, ge=0, le=1)
     regions_max: int = Field(default=3, ge=0)
@@ -61,7 +64,11 @@ def _counting_noise(
     counts = torch.exp(low + (high - low) * _uniform(n, generator, x.device))
     rate = counts[:, None, None] * (x / peak[:, None, None] + background[:, None, None])
     noisy = torch.poisson(rate.clamp_min(0.0).nan_to_num(0.0), generator=generator)
-    return torch.where(torch.isfinite(x), noisy / counts[:, None, None], x)
+    out = torch.where(torch.isfinite(x), noisy / counts[:, None, None], x)
+    if config.clean_share <= 0:
+        return out
+    clean = _uniform(n, generator, x.device) < config.clean_share
+    return torch.where(clean[:, None, None], x / peak[:, None, None], out)
 
 
 def _mask(x: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
