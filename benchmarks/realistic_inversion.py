@@ -18,6 +18,11 @@ in the model's θ space); the fraction of parameters within 3σ of the truth (θ
 a parameter without σ counts as σ = 0) and the seconds of each command.
 
     .venv/bin/python benchmarks/realistic_inversion.py [--quick] [--seed 0] [--cases a,b]
+        [--model ge=models/candidate] [--ml-only]
+
+``--model MATERIAL=BUNDLE`` (repeatable) inverts that material's cases with another bundle (a
+folder or shipped name) instead of the default ``--model <material>``; ``--ml-only`` skips the
+refinement (comparing models: the ML alone on the same cases, same noise).
 
 Writes ``results.json`` and ``summary.md`` to ``--out`` (default reports/realistic_inversion,
 or <work>/report with --quick) and one spectrum image (``--figure-case``). The first full run
@@ -155,12 +160,10 @@ def build_truths(material: str, keys: set[str], work: Path, seed: int) -> TruthS
     return TruthSet(truths, starts)
 
 
-def invert(
-    case_file: Path, material: str, out: Path, refine: bool
-) -> tuple[dict | None, float, str]:
-    """Run ``fcinvert invert`` as a user would; the result JSON (None on failure), seconds and
-    the last lines of its output."""
-    command = [sys.executable, "-m", "fcinvert", "invert", str(case_file), "--model", material]
+def invert(case_file: Path, model: str, out: Path, refine: bool) -> tuple[dict | None, float, str]:
+    """Run ``fcinvert invert --model model`` as a user would; the result JSON (None on failure),
+    seconds and the last lines of its output."""
+    command = [sys.executable, "-m", "fcinvert", "invert", str(case_file), "--model", model]
     command += ["--out", str(out)] + (["--refine"] if refine else [])
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
@@ -194,7 +197,17 @@ def result_rms(result: dict | None, simulated: ml.Simulated) -> float | None:
     return ml.dispersion_rms(np.sort(frequencies, axis=1), simulated.frequencies)
 
 
-def run_case(case: Case, truths: TruthSet, work: Path, seed: int, figure: Path | None) -> dict:
+def run_case(
+    case: Case,
+    truths: TruthSet,
+    work: Path,
+    seed: int,
+    figure: Path | None,
+    model: str,
+    modes: tuple[bool, ...],
+) -> dict:
+    """One case: simulate, then ``invert --model model`` without (False) and with (True)
+    refinement for each of ``modes``."""
     loaded, fcspace = ml.model_space(case.material)
     truth = truths.truths[case.truth]
     instrument = ml.Instrument.for_material(case.material, **dict(case.settings))
@@ -230,9 +243,13 @@ def run_case(case: Case, truths: TruthSet, work: Path, seed: int, figure: Path |
         "simulate_s": simulated.info["seconds"],
         "rms_median_meV": median_rms,
         "rms_floor_meV": floor.rms,
+        "model": model,
     }
-    for label, refine in (("ml", False), ("refine", True)):
-        result, seconds, tail = invert(case_file, case.material, folder / f"{label}.json", refine)
+    for label in ("ml", "refine"):  # a mode not run stays None
+        row |= {f"rms_{label}_meV": None, f"within_3sigma_{label}": None, f"{label}_s": None}
+    for refine in modes:
+        label = "refine" if refine else "ml"
+        result, seconds, tail = invert(case_file, model, folder / f"{label}.json", refine)
         row[f"rms_{label}_meV"] = result_rms(result, simulated)
         row[f"within_3sigma_{label}"] = (
             within_3_sigma(result, truth, fcspace.names) if result else None
@@ -263,7 +280,8 @@ def table(rows: list[dict]) -> list[str]:
             f"| {100 * r['missing_fraction']:.0f} % | {_number(r['rms_median_meV'])} "
             f"| {_number(r['rms_ml_meV'])} | {_number(r['rms_refine_meV'])} "
             f"| {_number(r['rms_floor_meV'])} | {_number(r['within_3sigma_ml'])} "
-            f"| {_number(r['within_3sigma_refine'])} | {r['ml_s']:.0f} | {r['refine_s']:.0f} |"
+            f"| {_number(r['within_3sigma_refine'])} | {_number(r['ml_s'], 0)} "
+            f"| {_number(r['refine_s'], 0)} |"
         )
     return lines
 
@@ -313,7 +331,18 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="folder for case files (default: a temp dir)")
     parser.add_argument("--out", type=Path, help="report folder")
     parser.add_argument("--figure-case", default="ge-real-gaps30", help="case to draw")
+    parser.add_argument(
+        "--model", action="append", default=[], help="MATERIAL=BUNDLE: another model to invert with"
+    )
+    parser.add_argument("--ml-only", action="store_true", help="skip the refinement")
     args = parser.parse_args()
+    models = {"ge": "ge", "nb": "nb"}
+    for item in args.model:
+        material, _, bundle = item.partition("=")
+        if material not in models or not bundle:
+            parser.error(f"--model {item}: expected ge=BUNDLE or nb=BUNDLE")
+        models[material] = bundle
+    modes = (False,) if args.ml_only else (False, True)
     started = time.perf_counter()
     names = QUICK if args.quick else [c.name for c in CASES]
     if args.cases:
@@ -344,13 +373,14 @@ def main() -> None:
     rows = []
     for i, case in enumerate(cases):
         figure = out / f"{case.name}.png" if case.name == args.figure_case else None
-        row = run_case(case, truth_sets[case.material], work, args.seed + i, figure)
+        model = models[case.material]
+        row = run_case(case, truth_sets[case.material], work, args.seed + i, figure, model, modes)
         rows.append(row)
         print(
             f"{case.name:16s} median {_number(row['rms_median_meV'])}  ML "
             f"{_number(row['rms_ml_meV'])}  ML+refine {_number(row['rms_refine_meV'])}  floor "
             f"{_number(row['rms_floor_meV'])}  3σ {_number(row['within_3sigma_refine'])}  "
-            f"({row['ml_s']:.0f} + {row['refine_s']:.0f} s)",
+            f"({_number(row['ml_s'], 0)} + {_number(row['refine_s'], 0)} s)",
             flush=True,
         )
     info = {
