@@ -183,7 +183,8 @@ def measure(inference, truth, frequencies, kind, gaps, instrument, name) -> dict
         "theta_inside_90": float(np.mean(np.abs(z) <= 1.6448536)),
         "band_inside": float(np.mean(inside_band)),
         "band_width_median_meV": float(np.median(inference.band_high - inference.band_low)),
-        "ambiguous": bool(inference.search.ambiguous) if inference.search else None,
+        "ambiguous": bool(inference.search.other_dispersions) if inference.search else None,
+        "non_unique": bool(inference.search.same_dispersion) if inference.search else None,
         "fit_quality": fit_quality(inference.search) if inference.search else None,
         "refine_seconds": inference.search.seconds if inference.search else None,
     }

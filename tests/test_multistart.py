@@ -7,6 +7,7 @@ intensities only approximate; the truths are not the prior's centre.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -16,7 +17,12 @@ from small_dataset import run_cli
 
 from fcinvert.data.spectrum_file import Spectrum, write_spectrum
 from fcinvert.inversion import multistart as multistart_module
-from fcinvert.inversion.multistart import screened, stretched
+from fcinvert.inversion.multistart import (
+    MultiStartResult,
+    ambiguity_notes,
+    screened,
+    stretched,
+)
 from fcinvert.inversion.pipeline import infer
 from fcinvert.inversion.prior import Start, load_prior_ensemble
 from fcinvert.inversion.refine import CONTINUATION, SpectrumFit, spectrum_grid
@@ -112,6 +118,32 @@ def test_a_spectrum_near_gamma_only_is_ambiguous_and_leaves_parameters_undetermi
     rows = [row for row in content["parameters"] if not row["determined"]]
     assert rows and all("do not constrain" in row["reason"] for row in rows)
     assert content["refinement"]["ambiguous"] is True
+
+
+def test_minima_with_the_same_dispersion_are_non_unique_not_ambiguous(ge, off_centre):
+    """A minimum the data cannot tell apart is *ambiguous* only when its dispersion differs;
+    with the same dispersion and other force constants the note says *non-unique* and names
+    the parameter that moved."""
+    _, fcspace = ge
+    search = off_centre[2].search
+    best = search.basins[0]
+    moved = 5
+    shifted = best.fit.theta.copy()
+    shifted[moved] += 10 * search.best.sigma[moved]
+    same = dataclasses.replace(
+        best, fit=dataclasses.replace(best.fit, theta=shifted), starts=["draw a"], distance=0.08
+    )
+    other = dataclasses.replace(best, starts=["draw b"], distance=1.3, separation=0.4)
+    result = MultiStartResult(
+        search.best, [best, same, other], [same, other], search.covariance, 0, 0.0
+    )
+    notes = ambiguity_notes(result, fcspace.names)
+    assert len(notes) == 2
+    assert notes[0].startswith("ambiguous") and "draw b" in notes[0] and "1.30 meV" in notes[0]
+    assert notes[1].startswith("non-unique") and "draw a" in notes[1]
+    assert notes[1].split("most in ")[1].startswith(fcspace.names[moved] + ",")
+    alone = MultiStartResult(search.best, [best, same], [same], search.covariance, 0, 0.0)
+    assert [note.split(":")[0] for note in ambiguity_notes(alone, fcspace.names)] == ["non-unique"]
 
 
 def test_cli_refines_from_the_ensemble_without_a_model(

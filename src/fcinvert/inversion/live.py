@@ -36,7 +36,7 @@ import numpy as np
 
 from fcinvert.data.spectrum_file import Spectrum
 from fcinvert.inversion.invert import invert_spectrum
-from fcinvert.inversion.multistart import MultiStartResult, multistart, starts_text
+from fcinvert.inversion.multistart import MultiStartResult, ambiguity_notes, multistart
 from fcinvert.inversion.pipeline import (
     DETERMINED_SHARE,
     POOR_FIT,
@@ -189,11 +189,7 @@ class LiveInversion:
         quality = fit_quality(search)
         determined = best.prior_share < DETERMINED_SHARE
         notes = [f"{mode} search: best of {len(search.basins)} minima from {search.winner}"]
-        notes += [
-            f"ambiguous: another minimum (from {starts_text(basin.starts)}) fits almost as well "
-            f"with a dispersion {basin.distance:.2f} meV RMS away; the intervals include it"
-            for basin in search.ambiguous
-        ]
+        notes += ambiguity_notes(search, self.fcspace.names)
         if not determined.all():
             names = [self.fcspace.names[i] for i in np.flatnonzero(~determined)]
             notes.append(f"not determined by these data (prior width): {', '.join(names)}")

@@ -16,7 +16,9 @@ Another minimum — its dispersion differs (RMS > ``SAME_BASIN`` meV) or its θ 
 cannot tell the two apart: the paired difference of their per-q-column misfits, summed over
 blocks of adjacent columns, is less than ``DISTINGUISHABLE`` standard errors from zero. Its θ then
 widens the reported covariance (the two as an equal mixture, no wider than the prior), and a
-note names both.
+note (``ambiguity_notes``) names it: *ambiguous* when its dispersion differs from the best's,
+*non-unique* when the dispersion is the same and only the force constants differ (free branch
+intensities leave the eigenvectors open).
 """
 
 from __future__ import annotations
@@ -102,6 +104,16 @@ class MultiStartResult:
     covariance: np.ndarray
     n_forward: int
     seconds: float
+
+    @property
+    def other_dispersions(self) -> list[Basin]:
+        """Ambiguous minima whose dispersion differs from the best's (RMS > SAME_BASIN meV)."""
+        return [basin for basin in self.ambiguous if basin.distance > SAME_BASIN]
+
+    @property
+    def same_dispersion(self) -> list[Basin]:
+        """Ambiguous minima with the best's dispersion (RMS ≤ SAME_BASIN meV) and other θ."""
+        return [basin for basin in self.ambiguous if basin.distance <= SAME_BASIN]
 
     @property
     def winner(self) -> str:
@@ -204,6 +216,33 @@ def starts_text(names: list[str], shown: int = 3) -> str:
     """Start names for a note: the first ``shown`` and how many more."""
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
+
+
+def ambiguity_notes(search: MultiStartResult, names: list[str]) -> list[str]:
+    """Notes on the minima the data cannot tell from the best: one per minimum with another
+    dispersion (*ambiguous*: the answer itself may be wrong), one for all those with the same
+    dispersion (*non-unique*: the force constants are not, naming the parameters (``names``)
+    that differ most in units of their reported σ)."""
+    notes = [
+        f"ambiguous: another minimum (from {starts_text(basin.starts)}) fits almost as well "
+        f"(misfit +{basin.excess:.1%}, separation {basin.separation:.1f} σ) with a dispersion "
+        f"{basin.distance:.2f} meV RMS away; the intervals include it"
+        for basin in search.other_dispersions
+    ]
+    same = search.same_dispersion
+    if same:
+        best = search.best
+        shift = np.max([np.abs(b.fit.theta - best.theta) for b in same], axis=0)
+        order = np.argsort(-shift / np.maximum(np.sqrt(np.diag(search.covariance)), 1e-300))
+        starts = [name for basin in same for name in basin.starts]
+        notes.append(
+            f"non-unique: {len(same)} other minim{'a' if len(same) > 1 else 'um'} (from "
+            f"{starts_text(starts)}) fit almost as well with the same dispersion on these "
+            f"q-points (within {max(b.distance for b in same):.2f} meV RMS) but other force "
+            f"constants, most in {', '.join(names[i] for i in order[:3])}; the intervals "
+            "include them"
+        )
+    return notes
 
 
 def screened(pool: list[Start], fit: SpectrumFit, count: int) -> list[Start]:

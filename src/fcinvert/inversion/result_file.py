@@ -91,7 +91,9 @@ class Minimum(_Part):
 
 class Refinement(_Part):
     """The multi-start refinement: its intensity model, forward models run, seconds, the best
-    minimum's misfit and noise variance (data units²), and every minimum, best first."""
+    minimum's misfit and noise variance (data units²), whether a minimum with another
+    dispersion (``ambiguous``) or with the same dispersion but other force constants
+    (``non_unique``) fits almost as well, and every minimum, best first."""
 
     intensities: Literal["free", "fast", "physical"]
     forward_models: int
@@ -99,6 +101,7 @@ class Refinement(_Part):
     misfit: float
     noise_variance: float
     ambiguous: bool
+    non_unique: bool
     minima: list[Minimum]
 
 
@@ -238,7 +241,8 @@ def _refinement(inference: Inference) -> dict | None:
         "seconds": round(search.seconds, 3),
         "misfit": search.best.misfit,
         "noise_variance": search.best.noise,
-        "ambiguous": bool(search.ambiguous),
+        "ambiguous": bool(search.other_dispersions),
+        "non_unique": bool(search.same_dispersion),
         "minima": [
             {
                 "starts": basin.starts,
