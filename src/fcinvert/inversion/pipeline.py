@@ -60,12 +60,6 @@ LOCAL_ROUNDS = 2
 LOCAL_POOL = 400
 LOCAL_PICKS = 8
 LOCAL_SPREAD = 0.3
-#: A local round that lowers the best objective by less than this ends the local search: on 40
-#: Euphonic spectra (benchmarks/calibration.py, seed 1) the first round gained 0.1-2 000 on 14,
-#: and the second never gained where the first had gained < 1; stopping there ran 0.81× the
-#: forward models with the same answers (intervals holding 84.6 against 85.8 % of the truths:
-#: fewer near-equal minima found to widen them).
-LOCAL_GAIN = 1.0
 #: How much larger the ML error is on spectra another code made (Euphonic: 40 spectra, seed 2
 #: of benchmarks/calibration.py, 8 parameters each) than on held-out spectra of fcinvert's own
 #: realistic generator: the factor that brings the 90 % intervals to 90 % (Ge 1.65, Nb 1.86;
@@ -190,9 +184,8 @@ def _search(
     seed: int,
 ) -> MultiStartResult:
     """The multi-start refinement from the ensemble's and the ML posterior's starts and the
-    PRIOR_STARTS best of PRIOR_POOL prior draws; up to LOCAL_ROUNDS rounds from the LOCAL_PICKS
-    best of LOCAL_POOL draws around the best minimum so far (until one gains less than
-    LOCAL_GAIN in the objective); a last round from the RETRY_STARTS best
+    PRIOR_STARTS best of PRIOR_POOL prior draws; LOCAL_ROUNDS rounds from the LOCAL_PICKS best
+    of LOCAL_POOL draws around the best minimum so far; a last round from the RETRY_STARTS best
     of PRIOR_POOL other prior draws when the best fit is still poor (``fit_quality`` above
     POOR_FIT). Every round compares its minima with those found before."""
     starts = ensemble.starts() + (_ml_starts(ml, ensemble, seed) if ml is not None else [])
@@ -223,10 +216,7 @@ def _search(
     for number in range(LOCAL_ROUNDS):
         around = Prior(search.best.theta, prior.width)
         pool = draw_starts(around, LOCAL_POOL, LOCAL_SPREAD, [seed, 10 + number], "local draw")
-        before = search.best.objective
         search = search_from([], pool, LOCAL_PICKS, search)
-        if before - search.best.objective < LOCAL_GAIN:
-            break
     if fit_quality(search) <= POOR_FIT:
         return search
     pool = draw_starts(prior, PRIOR_POOL, PRIOR_SPREAD, [seed, 2], "prior draw")
