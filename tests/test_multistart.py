@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -224,8 +225,9 @@ def test_screening_keeps_the_candidates_that_fit(stiff):
     ]
     near = truth + 0.02 * prior.width * rng.normal(size=truth.size)
     pool[17], pool[29] = Start("truth", truth), Start("near", near)
-    assert {start.name for start in screened(pool, fit, 2)} == {"truth", "near"}
-    assert screened(pool, fit, 0) == [] and screened([], fit, 3) == []
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        assert {start.name for start in screened(pool, fit, 2, threads)} == {"truth", "near"}
+        assert screened(pool, fit, 0, threads) == [] and screened([], fit, 3, threads) == []
 
 
 def test_batched_misfits_are_those_of_one_evaluation_each(stiff):

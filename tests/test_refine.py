@@ -22,6 +22,7 @@ from fcinvert.data.spectrum_file import Spectrum, read_spectrum, write_spectrum
 from fcinvert.errors import FcinvertError
 from fcinvert.inversion.prior import Prior
 from fcinvert.inversion.refine import (
+    Derivatives,
     SpectrumFit,
     batched_nnls,
     branch_weights,
@@ -183,7 +184,8 @@ def test_analytic_jacobian_equals_finite_differences(ge, intensities, extra_fwhm
         branch_weights=weights,
     )
     point = theta * 0.97 + 0.01
-    analytic = fit.evaluate(point).jacobian
+    evaluation = fit.evaluate(point)
+    analytic = evaluation.derivatives.rows()
     numeric = np.empty_like(analytic)
     for k in range(len(point)):
         step = 1e-6 * max(1.0, abs(point[k]))
@@ -195,6 +197,16 @@ def test_analytic_jacobian_equals_finite_differences(ge, intensities, extra_fwhm
         ) / (2 * step)
     scale = np.linalg.norm(numeric, axis=0) + 1e-12
     assert np.max(np.linalg.norm(analytic - numeric, axis=0) / scale) < 1e-5
+    # the Gauss–Newton terms, reduced per column without J, are those of J itself
+    formed = Derivatives.of_rows(analytic, evaluation.residual, *evaluation.frequencies.shape)
+    reduced = evaluation.derivatives
+    for ours, theirs in [
+        (reduced.curvature, formed.curvature),
+        (reduced.gradient, formed.gradient),
+        (reduced.columns.curvature, formed.columns.curvature),
+        (reduced.columns.scores, formed.columns.scores),
+    ]:
+        assert np.allclose(ours, theirs, rtol=1e-9, atol=1e-12 * np.abs(theirs).max())
 
 
 def test_uncertainty_shrinks_with_more_counts_and_is_calibrated(nb_scenario):

@@ -120,7 +120,7 @@ def fisher_information(
     """JᵀJ (P, P) of the free-intensity refinement's data residual at θ, for noise-free data
     ``intensity`` (nq, nE) with one-σ ``error`` (NaN: unmeasured)."""
     fit = SpectrumFit(basis, grid, intensity, error, prior, noise=1.0)
-    jacobian = fit.evaluate(theta).jacobian[: intensity.size]
+    jacobian = fit.evaluate(theta).derivatives.rows()[: intensity.size]
     return jacobian.T @ jacobian
 
 

@@ -35,6 +35,7 @@ from fcinvert.inversion.prior import Prior, Start
 from fcinvert.inversion.refine import (
     CLUSTERS,
     CONTINUATION,
+    MISFIT_CHUNK,
     Intensities,
     RefineResult,
     SpectrumFit,
@@ -157,16 +158,14 @@ def multistart(
         intensities=intensities,
         extra_fwhm=COARSE_CONTINUATION[0],
     )
-    starts = starts + screened(pool or [], stretch_fit, picks)
-    stiffened = [stretched(start.theta, stretch_fit) for start in starts]
 
-    def coarse_fit(theta: np.ndarray) -> RefineResult:
+    def coarse_fit(start: Start) -> RefineResult:
         return refine(
             material,
             fcspace,
             spectrum.intensity[::stride],
             spectrum.qpoints[::stride],
-            theta,
+            stretched(start.theta, stretch_fit),
             error=errors[::stride],
             continuation=COARSE_CONTINUATION,
             partial=True,
@@ -189,7 +188,8 @@ def multistart(
         )
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool_of_threads:
-        coarse = list(pool_of_threads.map(coarse_fit, stiffened))
+        starts = starts + screened(pool or [], stretch_fit, picks, pool_of_threads)
+        coarse = list(pool_of_threads.map(coarse_fit, starts))
         n_forward = stretch_fit.n_forward + sum(fit.n_forward for fit in coarse)
         chosen = _distinct(coarse, prior, keep)
         fine = list(pool_of_threads.map(fine_fit, [coarse[index].theta for index in chosen]))
@@ -245,13 +245,17 @@ def ambiguity_notes(search: MultiStartResult, names: list[str]) -> list[str]:
     return notes
 
 
-def screened(pool: list[Start], fit: SpectrumFit, count: int) -> list[Start]:
+def screened(
+    pool: list[Start], fit: SpectrumFit, count: int, threads: ThreadPoolExecutor
+) -> list[Start]:
     """The ``count`` starts of ``pool`` whose models fit the data of ``fit`` best (residual sum
-    of squares, one forward model each, no optimisation): a cheap look at many θ so that only
-    the promising ones are refined."""
+    of squares, one forward model each, no optimisation, MISFIT_CHUNK at a time on ``threads``):
+    a cheap look at many θ so that only the promising ones are refined."""
     if count <= 0 or not pool:
         return []
-    misfits = fit.misfits(np.array([start.theta for start in pool]))
+    thetas = np.array([start.theta for start in pool])
+    chunks = [thetas[i : i + MISFIT_CHUNK] for i in range(0, len(thetas), MISFIT_CHUNK)]
+    misfits = np.concatenate(list(threads.map(fit.misfits, chunks)))
     return [pool[i] for i in np.argsort(misfits, kind="stable")[:count]]
 
 

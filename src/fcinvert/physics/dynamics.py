@@ -41,6 +41,10 @@ class DynamicsBasis:
     matrices: np.ndarray
     _blocked: BlockedEigenvalues | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        # contiguous (a no-op unless sliced), so that D(θ) is one real product over (Re, Im)
+        self.matrices = np.ascontiguousarray(self.matrices, dtype=np.complex128)
+
     @property
     def n_branches(self) -> int:
         return self.matrices.shape[-1]
@@ -48,8 +52,8 @@ class DynamicsBasis:
     def dynamical_matrices(self, theta: np.ndarray) -> np.ndarray:
         """D(q; θ) for θ of shape (B, n_params): (B, nq, 3n, 3n) complex128."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
-        flat = self.matrices.reshape(len(self.matrices), -1)
-        product = theta @ flat.real + 1j * (theta @ flat.imag)
+        pairs = self.matrices.reshape(len(self.matrices), -1).view(np.float64)  # Re, Im, Re, …
+        product = (theta @ pairs).view(np.complex128)
         return product.reshape(len(theta), *self.matrices.shape[1:])
 
     def frequencies(self, theta: np.ndarray, chunk: int = 256) -> np.ndarray:

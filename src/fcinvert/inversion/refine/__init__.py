@@ -40,7 +40,13 @@ from fcinvert.inversion.refine.intensities import INTENSITY_MODELS, Intensities,
 from fcinvert.inversion.refine.levenberg_marquardt import METHODS, Method
 from fcinvert.inversion.refine.measured import noise_level, pixel_errors, spectrum_grid
 from fcinvert.inversion.refine.nnls import batched_nnls
-from fcinvert.inversion.refine.spectrum_fit import Evaluation, SpectrumFit, column_misfit
+from fcinvert.inversion.refine.spectrum_fit import (
+    MISFIT_CHUNK,
+    Derivatives,
+    Evaluation,
+    SpectrumFit,
+    column_misfit,
+)
 from fcinvert.inversion.refine.uncertainty import CLUSTERS
 
 __all__ = [
@@ -48,6 +54,8 @@ __all__ = [
     "CONTINUATION",
     "INTENSITY_MODELS",
     "METHODS",
+    "MISFIT_CHUNK",
+    "Derivatives",
     "Evaluation",
     "Intensities",
     "Method",

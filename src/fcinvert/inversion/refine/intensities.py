@@ -27,6 +27,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from fcinvert.inversion.refine.nnls import batched_nnls, restricted
+from fcinvert.inversion.refine.normal_equations import ColumnTerms, from_rows, from_sensitivities
 from fcinvert.inversion.refine.peaks import PeakShape
 from fcinvert.physics.structure_factor import StructureFactorModel
 
@@ -37,8 +38,9 @@ INTENSITY_MODELS = ("free", "fast", "physical")
 @dataclass
 class LinearPart:
     """The eliminated linear part at one θ: data residual (nq, nE), ridge rows (nq, nb),
-    amplitudes (nq, nb), model image without background (nq, nE), number of linear unknowns,
-    and ``jacobian(dω/dθ (nq, nb, P))`` → (data rows (nq·nE, P), ridge rows (nq·nb, P))."""
+    amplitudes (nq, nb), model image without background (nq, nE), number of linear unknowns;
+    given dω/dθ (nq, nb, P): ``jacobian`` → (data rows (nq·nE, P), ridge rows (nq·nb, P)) and
+    ``normal`` → their ``ColumnTerms`` (without forming them where the model allows)."""
 
     residual: np.ndarray
     ridge: np.ndarray
@@ -46,6 +48,7 @@ class LinearPart:
     model: np.ndarray
     n_linear: int
     jacobian: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    normal: Callable[[np.ndarray], ColumnTerms]
 
 
 class IntensityModel(ABC):
@@ -58,16 +61,22 @@ class IntensityModel(ABC):
     def __init__(self, weight: np.ndarray, data: np.ndarray) -> None:
         self.weight = weight
         self.data = data
+        w2 = weight**2
+        axes = -1 if self.per_column else (0, -1)
+        #: w² / Σw² per column or over the image: b̂ = Σ_E (this · x)
+        self._mean_weights = w2 / np.maximum(w2.sum(axis=axes, keepdims=True), 1e-300)
         self.centred_data = self.centre(data)
 
     def centre(self, x: np.ndarray) -> np.ndarray:
         """Weighted removal of a free background: w·(x − b̂) with b̂ the weighted mean per
         column or over the whole image. x: (nq, ..., nE)."""
-        w = self.weight.reshape(len(x), *(1,) * (x.ndim - 2), -1)
-        w2 = w**2
-        axes = -1 if self.per_column else (0, -1)
-        total = np.maximum(w2.sum(axis=axes, keepdims=True), 1e-300)
-        return w * (x - (w2 * x).sum(axis=axes, keepdims=True) / total)
+        if self.per_column:
+            mean = np.einsum("q...e,qe->q...", x, self._mean_weights)[..., None]
+        else:
+            mean = np.einsum("q...e,qe->...", x, self._mean_weights)[None, ..., None]
+        out = np.subtract(x, mean)
+        out *= self.weight.reshape(len(x), *(1,) * (x.ndim - 2), -1)
+        return out
 
     def background(self, model: np.ndarray) -> np.ndarray:
         """Background (nq,) (normalised units) that the centring eliminated, for the model image
@@ -121,7 +130,11 @@ class FreeIntensities(IntensityModel):
         n_linear = int(free.sum()) + int(np.sum(self.weight.sum(axis=1) > 0))
         root_mu = np.sqrt(self.mu)
 
-        def jacobian(d_omega: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ridge = -root_mu[:, None] * amplitudes
+
+        def sensitivities() -> tuple[np.ndarray, np.ndarray]:
+            """∂r/∂ω_j of the data rows (nq, nb, nE), row j, and of the ridge rows (nq, nb, nb),
+            [i, j]."""
             design_free = design * free[..., None]
             inverse = np.linalg.inv(restricted(gram, free))
             inverse *= free[:, :, None] & free[:, None, :]
@@ -131,17 +144,21 @@ class FreeIntensities(IntensityModel):
             overlap = (derivative @ residual[..., None])[..., 0] * free  # (∂A_j)ᵀ r
             transposed = inverse * overlap[:, None, :]  # [i, j]: A⁺ᵀ e_j (∂A_j)ᵀ r on row i
             coefficients = np.swapaxes(transposed - projected, 1, 2)  # [j, i]
-            u_data = -(moved + coefficients @ design_free)  # row j: ∂r/∂ω_j, (nq, nb, nE)
-            u_ridge = root_mu[:, None, None] * (projected - transposed)  # [i, j]
+            u_data = -(moved + coefficients @ design_free)
+            return u_data, root_mu[:, None, None] * (projected - transposed)
+
+        def jacobian(d_omega: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            u_data, u_ridge = sensitivities()
             n_params = d_omega.shape[-1]
             return (
                 np.matmul(np.swapaxes(u_data, 1, 2), d_omega).reshape(-1, n_params),
                 np.matmul(u_ridge, d_omega).reshape(-1, n_params),
             )
 
-        return LinearPart(
-            residual, -root_mu[:, None] * amplitudes, amplitudes, model, n_linear, jacobian
-        )
+        def normal(d_omega: np.ndarray) -> ColumnTerms:
+            return from_sensitivities(d_omega, *sensitivities(), residual, ridge)
+
+        return LinearPart(residual, ridge, amplitudes, model, n_linear, jacobian, normal)
 
     def misfits(self, frequencies: np.ndarray, peaks: np.ndarray) -> np.ndarray:
         """Σ data residual² (B,) of a batch (see ``IntensityModel.misfits``): every column of
@@ -201,6 +218,16 @@ class ScaledIntensities(IntensityModel):
             term2 = np.outer(d, residual.ravel() @ flat) / norm2
             return -(term1 + term2), ridge
 
+        def normal(d_omega: np.ndarray) -> ColumnTerms:
+            data_rows, ridge_rows = jacobian(d_omega)
+            n_params = d_omega.shape[-1]
+            return from_rows(
+                data_rows.reshape(nq, -1, n_params),
+                ridge_rows.reshape(nq, nb, n_params),
+                residual,
+                np.zeros((nq, nb)),
+            )
+
         return LinearPart(
             residual,
             np.zeros((nq, nb)),
@@ -208,6 +235,7 @@ class ScaledIntensities(IntensityModel):
             scale * image,
             1 + int(scale > 0),
             jacobian,
+            normal,
         )
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 import numpy as np
 
-from fcinvert.inversion.refine.spectrum_fit import Evaluation, SpectrumFit
+from fcinvert.inversion.refine.spectrum_fit import Derivatives, Evaluation, SpectrumFit
 
 Method = Literal["analytic", "iterative"]
 METHODS = ("analytic", "iterative")
@@ -31,9 +31,8 @@ def levenberg_marquardt(
     scale = np.zeros(len(theta))
     iteration = 0
     for iteration in range(1, max_iterations + 1):
-        jac = current.jacobian
-        gradient = jac.T @ current.residual
-        curvature = jac.T @ jac
+        gradient = current.derivatives.gradient
+        curvature = current.derivatives.curvature
         scale = np.maximum(scale, np.diag(curvature))
         floor = 1e-12 * max(float(scale.max()), 1e-300)
         step = -np.linalg.solve(curvature + damping * np.diag(np.maximum(scale, floor)), gradient)
@@ -65,7 +64,7 @@ def levenberg_marquardt(
 def with_jacobian(fit: SpectrumFit, evaluation: Evaluation, theta: np.ndarray) -> Evaluation:
     """``evaluation`` with its Jacobian: the analytic one if present, else forward differences
     (one forward model per parameter, steps √ε·max(1, |θ_k|), as scipy's '2-point')."""
-    if evaluation.jacobian is not None:
+    if evaluation.derivatives is not None:
         return evaluation
     jacobian = np.empty((len(evaluation.residual), len(theta)))
     for k in range(len(theta)):
@@ -74,5 +73,7 @@ def with_jacobian(fit: SpectrumFit, evaluation: Evaluation, theta: np.ndarray) -
         step = shifted[k] - theta[k]
         shifted_residual = fit.evaluate(shifted, jacobian=False).residual
         jacobian[:, k] = (shifted_residual - evaluation.residual) / step
-    evaluation.jacobian = jacobian
+    evaluation.derivatives = Derivatives.of_rows(
+        jacobian, evaluation.residual, *evaluation.frequencies.shape
+    )
     return evaluation

@@ -28,13 +28,12 @@ def batched_nnls(
     """
     nq, m = rhs.shape
     free = np.ones((nq, m), dtype=bool)
-    for _ in range(m):
+    for _ in range(m + 1):
         solution = np.linalg.solve(restricted(gram, free), (rhs * free)[..., None])[..., 0]
         negative = free & (solution <= 0.0)
         if not negative.any():
             break
         free &= ~negative
-    solution = np.linalg.solve(restricted(gram, free), (rhs * free)[..., None])[..., 0]
     solution = np.where(free, solution, 0.0)
     gradient = rhs - np.einsum("qij,qj->qi", gram, solution)
     tolerance = 1e-10 * (np.abs(rhs).max(axis=1, keepdims=True) + 1e-300)

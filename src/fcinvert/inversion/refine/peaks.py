@@ -51,6 +51,8 @@ class PeakShape:
     def _place(self, values: np.ndarray, first: np.ndarray, reach: int) -> np.ndarray:
         """Windows (nq, nb, 2·reach) starting at bin ``first`` of the padded grid → (nq, nb, nE)."""
         n_energy = len(self.grid.centres)
-        padded = np.zeros((*first.shape, n_energy + 2 * reach))
-        np.put_along_axis(padded, first[..., None] + np.arange(2 * reach), values, axis=-1)
-        return padded[..., reach : reach + n_energy]
+        width = n_energy + 2 * reach
+        padded = np.zeros(first.size * width)
+        starts = np.arange(first.size) * width + first.ravel()  # flat index of each window
+        padded[starts[:, None] + np.arange(2 * reach)] = values.reshape(first.size, -1)
+        return padded.reshape(*first.shape, width)[..., reach : reach + n_energy]

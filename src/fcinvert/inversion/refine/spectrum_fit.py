@@ -9,6 +9,8 @@ e_j† D_k e_j; the intensity model differentiates through its linear unknowns.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +24,7 @@ from fcinvert.inversion.refine.intensities import (
     PhysicalIntensities,
 )
 from fcinvert.inversion.refine.measured import noise_level, smooth
+from fcinvert.inversion.refine.normal_equations import ColumnTerms, from_rows
 from fcinvert.inversion.refine.peaks import PeakShape
 from fcinvert.physics.dynamics import FREQUENCY_TO_MEV, DynamicsBasis
 from fcinvert.physics.material import FWHM_TO_SIGMA, EnergyGrid
@@ -34,15 +37,42 @@ MISFIT_CHUNK = 100
 
 
 @dataclass
+class Derivatives:
+    """∂r/∂θ at one θ, as Gauss–Newton uses it: ``columns``, the per-q-column terms of the data
+    and ridge rows (``normal_equations``); curvature JᵀJ (P, P) and gradient Jᵀr (P,) over all
+    rows (prior and guard rows added); ``rows()``: J itself (n_rows, P), formed on request."""
+
+    columns: ColumnTerms
+    curvature: np.ndarray
+    gradient: np.ndarray
+    rows: Callable[[], np.ndarray]
+
+    @classmethod
+    def of_rows(cls, jacobian: np.ndarray, residual: np.ndarray, nq: int, nb: int) -> Derivatives:
+        """From a formed J (n_rows, P) and r (n_rows,) of a fit with nq columns and nb branches
+        (rows laid out as in ``Evaluation``)."""
+        n_params = jacobian.shape[1]
+        n_data = len(residual) - nq * nb - n_params - 2 * nq * nb
+        ridge = slice(n_data, n_data + nq * nb)
+        columns = from_rows(
+            jacobian[:n_data].reshape(nq, -1, n_params),
+            jacobian[ridge].reshape(nq, nb, n_params),
+            residual[:n_data].reshape(nq, -1),
+            residual[ridge].reshape(nq, nb),
+        )
+        return cls(columns, jacobian.T @ jacobian, jacobian.T @ residual, lambda: jacobian)
+
+
+@dataclass
 class Evaluation:
     """The fit at one θ (P,). residual: (n_rows,) data rows first (nq·nE, zero where unmeasured),
-    then intensity-ridge, prior and guard rows; jacobian: (n_rows, P) or None; frequencies
-    (nq, nb) meV; amplitudes (nq, nb) and background (nq,) in normalised data units;
-    model: (nq, nE) normalised; rss: Σ data residual²; n_linear: linear unknowns fitted."""
+    then intensity-ridge (nq·nb), prior (P) and guard (nq·nb·2) rows; derivatives: ∂r/∂θ or
+    None; frequencies (nq, nb) meV; amplitudes (nq, nb) and background (nq,) in normalised data
+    units; model: (nq, nE) normalised; rss: Σ data residual²; n_linear: linear unknowns fitted."""
 
     theta: np.ndarray
     residual: np.ndarray
-    jacobian: np.ndarray | None
+    derivatives: Derivatives | None
     frequencies: np.ndarray
     amplitudes: np.ndarray
     background: np.ndarray
@@ -104,6 +134,7 @@ class SpectrumFit:
         self.edges = grid.edges
         self.peaks = PeakShape(grid, sigma_extra)
         self.n_forward = 0
+        self._counting = threading.Lock()  # misfits may run on several threads at once
         self.intensity_model = self._intensity_model(
             weight, smooth(data, measured, grid, sigma_extra), ridge, branch_weights
         )
@@ -146,26 +177,35 @@ class SpectrumFit:
         peaks, slopes = self.peaks(frequencies, jacobian)
         linear = self.intensity_model.linear(frequencies, peaks, slopes)
         guard_rows, guard_sign = self._guard(frequencies)
+        prior_residual = self.prior_scale * (theta - self.prior.centre)
         residual = np.concatenate(
-            [
-                linear.residual.ravel(),
-                linear.ridge.ravel(),
-                self.prior_scale * (theta - self.prior.centre),
-                guard_rows.ravel(),
-            ]
+            [linear.residual.ravel(), linear.ridge.ravel(), prior_residual, guard_rows.ravel()]
         )
-        jac = None
+        derivatives = None
         if jacobian:
             d_omega = self.frequency_derivatives(values, vectors)
-            jac_data, jac_ridge = linear.jacobian(d_omega)
-            jac_guard = guard_sign[..., None] * d_omega[:, :, None, :] * self.guard
-            jac = np.concatenate(
-                [jac_data, jac_ridge, np.diag(self.prior_scale), jac_guard.reshape(-1, len(theta))]
+            prior_rows = np.diag(self.prior_scale)
+            guard_jacobian = guard_sign[..., None] * d_omega[:, :, None, :] * self.guard
+
+            def rows() -> np.ndarray:
+                return np.concatenate(
+                    [*linear.jacobian(d_omega), prior_rows, guard_jacobian.reshape(-1, len(theta))]
+                )
+
+            columns = linear.normal(d_omega)
+            guarded = guard_jacobian[guard_sign != 0]  # the few rows a guard holds (n, P)
+            derivatives = Derivatives(
+                columns,
+                columns.curvature + np.diag(self.prior_scale**2) + guarded.T @ guarded,
+                columns.scores.sum(axis=0)
+                + self.prior_scale * prior_residual
+                + guarded.T @ guard_rows[guard_sign != 0],
+                rows,
             )
         return Evaluation(
             theta,
             residual,
-            jac,
+            derivatives,
             frequencies,
             linear.amplitudes,
             self.intensity_model.background(linear.model),
@@ -179,7 +219,8 @@ class SpectrumFit:
         .rss`` for many θ at once, MISFIT_CHUNK to an eigen-solve (screening hundreds of starts
         costs a few of the per-θ calls)."""
         thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
-        self.n_forward += len(thetas)
+        with self._counting:
+            self.n_forward += len(thetas)
         out = []
         for first in range(0, len(thetas), MISFIT_CHUNK):
             matrices = self.basis.dynamical_matrices(thetas[first : first + MISFIT_CHUNK])
