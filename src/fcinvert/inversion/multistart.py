@@ -9,7 +9,7 @@ median, at 25 counts, ended 4.5 meV off without it, 0.3–0.6 meV with it), then
 the coarse stage of the continuation (cheap: a 2 meV wider model has fewer minima, and needs
 fewer q columns); the ``KEEP`` best distinct ones are refined to the end, and the lowest
 objective (the posterior's −2 log, the same prior for every start, so objectives compare) wins.
-The starts are refined side by side on ``WORKERS`` threads.
+The starts are refined side by side on ``WORKERS`` forked processes (``side_by_side``).
 
 Another minimum — its dispersion differs (RMS > ``SAME_BASIN`` meV) or its θ does (by more than
 ``SAME_THETA`` prior widths) — is *ambiguous* when the data
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +43,7 @@ from fcinvert.inversion.refine import (
     refine,
     spectrum_grid,
 )
+from fcinvert.inversion.side_by_side import SideBySide
 from fcinvert.physics.dynamics import DynamicsBasis, dynamics_basis
 from fcinvert.physics.fcspace import FCSpace
 from fcinvert.physics.material import Material
@@ -59,9 +60,9 @@ DISTINGUISHABLE = 2.0
 #: ambiguous, whatever the paired test says (on noise-free data the best misfit is ~0 and a
 #: difference concentrated in a few columns passed the test at +64 000 %).
 CLEARLY_WORSE = 1.0
-#: Threads that refine starts side by side (``FCINVERT_THREADS``; default one per core, at most
-#: 4). The fits are independent and each keeps its own state, so the answer does not depend on
-#: it; eigen-solves and NNLS release the GIL (2 threads: 1.3-1.7x faster on a 2-core CPU).
+#: Workers that refine starts side by side (``FCINVERT_THREADS``; default one per core, at most
+#: 4): forked processes on Linux, threads elsewhere (``side_by_side``). The fits
+#: are independent, so the answer does not depend on it.
 WORKERS = int(os.environ.get("FCINVERT_THREADS", min(4, os.cpu_count() or 1)))
 #: Trial steps of the coarse stage per start, and the q columns it fits at most (every
 #: n-th column of a denser spectrum: a 2 meV wider model does not need them all).
@@ -75,6 +76,8 @@ FINE_CONTINUATION = CONTINUATION[1:]
 #: frequency by √s exactly): 0.71 to 1.41, 9 % apart, 1 among them; then ±3 % around the best.
 STRETCHES = 1.09 ** np.arange(-4, 5)
 STRETCH_STEP = 1.03
+#: Trial θ (forward models) of one stretch: the STRETCHES and the two steps around the best.
+STRETCH_TRIALS = len(STRETCHES) + 2
 #: q columns (every n-th) the stretch is judged on: the stiffness is a property of the whole
 #: spectrum, and this keeps its 11 trial forward models cheap.
 STRETCH_COLUMNS = 25
@@ -187,12 +190,21 @@ def multistart(
             **options,
         )
 
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool_of_threads:
-        starts = starts + screened(pool or [], stretch_fit, picks, pool_of_threads)
-        coarse = list(pool_of_threads.map(coarse_fit, starts))
-        n_forward = stretch_fit.n_forward + sum(fit.n_forward for fit in coarse)
+    jobs = {"misfits": stretch_fit.misfits, "coarse": coarse_fit, "fine": fine_fit}
+    n_forward = stretch_fit.n_forward  # counted here: a forked worker's counts stay there
+    with SideBySide(jobs, WORKERS) as workers:
+
+        def misfits(thetas: np.ndarray) -> np.ndarray:
+            chunks = [thetas[i : i + MISFIT_CHUNK] for i in range(0, len(thetas), MISFIT_CHUNK)]
+            return np.concatenate(workers.map("misfits", chunks))
+
+        picked = screened(pool or [], picks, misfits)
+        starts = starts + picked
+        coarse = workers.map("coarse", starts)
         chosen = _distinct(coarse, prior, keep)
-        fine = list(pool_of_threads.map(fine_fit, [coarse[index].theta for index in chosen]))
+        fine = workers.map("fine", [coarse[index].theta for index in chosen])
+    n_forward += (len(pool or []) if picked else 0) + STRETCH_TRIALS * len(starts)
+    n_forward += sum(fit.n_forward for fit in coarse)
     finals = [(basin.fit, list(basin.starts)) for basin in known or []]
     for index, fit in zip(chosen, fine, strict=True):
         n_forward += fit.n_forward
@@ -246,17 +258,16 @@ def ambiguity_notes(search: MultiStartResult, names: list[str]) -> list[str]:
 
 
 def screened(
-    pool: list[Start], fit: SpectrumFit, count: int, threads: ThreadPoolExecutor
+    pool: list[Start], count: int, misfits: Callable[[np.ndarray], np.ndarray]
 ) -> list[Start]:
-    """The ``count`` starts of ``pool`` whose models fit the data of ``fit`` best (residual sum
-    of squares, one forward model each, no optimisation, MISFIT_CHUNK at a time on ``threads``):
-    a cheap look at many θ so that only the promising ones are refined."""
+    """The ``count`` starts of ``pool`` whose models fit the data best as they are: lowest
+    ``misfits`` (θ (B, P) → residual sums of squares (B,), e.g. ``SpectrumFit.misfits``; one
+    forward model each, no optimisation), a cheap look at many θ so that only the promising
+    ones are refined."""
     if count <= 0 or not pool:
         return []
-    thetas = np.array([start.theta for start in pool])
-    chunks = [thetas[i : i + MISFIT_CHUNK] for i in range(0, len(thetas), MISFIT_CHUNK)]
-    misfits = np.concatenate(list(threads.map(fit.misfits, chunks)))
-    return [pool[i] for i in np.argsort(misfits, kind="stable")[:count]]
+    residuals = misfits(np.array([start.theta for start in pool]))
+    return [pool[i] for i in np.argsort(residuals, kind="stable")[:count]]
 
 
 def stretched(theta: np.ndarray, fit: SpectrumFit) -> np.ndarray:
