@@ -42,6 +42,22 @@ def test_frequencies_equal_phonopy_on_the_path(name, request):
 
 
 @pytest.mark.parametrize("name", ["ge", "nb"])
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_dynamical_matrices_equal_phonopy_anywhere(name, request, seed):
+    """D(q; θ) of the vectorised basis is phonopy's own dynamical matrix at random q."""
+    material, fcspace = request.getfixturevalue(name)
+    rng = np.random.default_rng(seed)
+    qpoints = rng.uniform(-1, 1, (7, 3))
+    theta = near_reference(material, fcspace, rng)
+    ours = dynamics_basis(fcspace, qpoints, chunk=3).dynamical_matrices(theta)[0]
+    phonon = phonopy_for(material)
+    phonon.force_constants = fcspace.force_constants(theta)
+    theirs = phonon.run_qpoints(qpoints, with_dynamical_matrices=True).dynamical_matrices
+    assert np.abs(ours - theirs).max() <= 1e-12 * np.abs(theirs).max()
+
+
+@pytest.mark.parametrize("name", ["ge", "nb"])
 def test_acoustic_sum_rule_and_gamma(name, request):
     material, fcspace = request.getfixturevalue(name)
     theta = reference_theta(material, fcspace)
