@@ -29,13 +29,15 @@ if TYPE_CHECKING:
 @dataclass
 class ModelMetrics:
     """One model's scores. bundle: its folder; clean, representative_noise: R² and MAE
-    (eV/Å²) by parameter name; noise_grid: ``r2`` and ``mae_eV_A2`` (nB, nP, K) lists."""
+    (eV/Å²) by parameter name; noise_grid: ``r2`` and ``mae_eV_A2`` (nB, nP, K) lists;
+    noise_augmented: trained on spectra with noise drawn afresh (``train --noise``)."""
 
     bundle: str
     architecture: str
     clean: dict
     representative_noise: dict
     noise_grid: dict
+    noise_augmented: bool = False
 
 
 @dataclass
@@ -96,6 +98,9 @@ def evaluation_metrics(
                 "r2": np.round(noise.r2[label], 5).tolist(),
                 "mae_eV_A2": np.round(noise.mae[label], 6).tolist(),
             },
+            noise_augmented=bool(
+                bundle.config.training.get("config", {}).get("augment", {}).get("noise")
+            ),
         )
     latent_metrics: dict[str, dict] = {}
     for label, space in latent.items():

@@ -28,7 +28,9 @@ def paper_expectations(material: str, k: int) -> dict:
 
     VAE: R² ≥ 0.9 for the influential FCs (Ge FC0–FC3, Nb all but FC5), lower for weaker
     ones, the weakest Ge FCs (FC6, FC7) ≈ 0; graceful decline with noise. ResNet-18: ≈ 1 for
-    every FC clean, a sharp drop already under mild noise. Other materials: no paper value.
+    every FC clean, a sharp drop already under mild noise. A noise-augmented ResNet-18
+    (``resnet+noise``): proposed in the paper's conclusion, not tested there. Other materials:
+    no paper value.
     """
     known = material in ("ge", "nb")
     vae = []
@@ -44,6 +46,7 @@ def paper_expectations(material: str, k: int) -> dict:
         "source": PAPER,
         "vae": {"clean": vae, "noisy": [mark or "declines gracefully"] * k},
         "resnet": {"clean": [mark or "≈ 1"] * k, "noisy": [mark or "drops sharply"] * k},
+        "resnet+noise": {"clean": ["—"] * k, "noisy": [mark or "proposed, not tested"] * k},
     }
 
 
@@ -56,7 +59,8 @@ def headline_rows(metrics: dict) -> list[dict]:
     ):
         models = {}
         for label, model in metrics["models"].items():
-            paper = metrics["paper"][model["architecture"]]
+            kind = model["architecture"] + ("+noise" if model.get("noise_augmented") else "")
+            paper = metrics["paper"].get(kind, metrics["paper"][model["architecture"]])
             models[label] = {
                 "clean": model["clean"]["r2"][name],
                 "noisy": model["representative_noise"]["r2"][name],
