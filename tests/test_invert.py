@@ -218,7 +218,10 @@ def test_cli_errors_are_one_line(models, ge, tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "x.json").exists()
 
 
-@pytest.mark.parametrize("shipped", ["ge-paper", "ge-paper-resnet", "nb-paper", "nb-paper-resnet"])
+@pytest.mark.parametrize(
+    "shipped",
+    ["ge-paper", "ge-paper-resnet", "nb-paper", "nb-paper-resnet", "nb-paper-resnet-noise"],
+)
 def test_shipped_models_invert_a_simulated_spectrum(shipped, request):
     bundle = load_bundle(shipped)
     material, fcspace = request.getfixturevalue(bundle.config.material)
