@@ -28,12 +28,17 @@ def batched_nnls(
     """
     nq, m = rhs.shape
     free = np.ones((nq, m), dtype=bool)
-    for _ in range(m + 1):
-        solution = np.linalg.solve(restricted(gram, free), (rhs * free)[..., None])[..., 0]
-        negative = free & (solution <= 0.0)
-        if not negative.any():
+    solution = np.linalg.solve(gram, rhs[..., None])[..., 0]
+    active = np.flatnonzero(np.any(solution <= 0.0, axis=1))  # columns still to correct
+    for _ in range(m):
+        if active.size == 0:
             break
-        free &= ~negative
+        free[active] &= solution[active] > 0.0
+        subset = free[active]
+        solution[active] = np.linalg.solve(
+            restricted(gram[active], subset), (rhs[active] * subset)[..., None]
+        )[..., 0]
+        active = active[np.any(free[active] & (solution[active] <= 0.0), axis=1)]
     solution = np.where(free, solution, 0.0)
     gradient = rhs - np.einsum("qij,qj->qi", gram, solution)
     tolerance = 1e-10 * (np.abs(rhs).max(axis=1, keepdims=True) + 1e-300)

