@@ -9,7 +9,6 @@ e_j† D_k e_j; the intensity model differentiates through its linear unknowns.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -134,7 +133,6 @@ class SpectrumFit:
         self.edges = grid.edges
         self.peaks = PeakShape(grid, sigma_extra)
         self.n_forward = 0
-        self._counting = threading.Lock()  # misfits may run on several threads at once
         self.intensity_model = self._intensity_model(
             weight, smooth(data, measured, grid, sigma_extra), ridge, branch_weights
         )
@@ -184,22 +182,26 @@ class SpectrumFit:
         derivatives = None
         if jacobian:
             d_omega = self.frequency_derivatives(values, vectors)
-            prior_rows = np.diag(self.prior_scale)
-            guard_jacobian = guard_sign[..., None] * d_omega[:, :, None, :] * self.guard
 
             def rows() -> np.ndarray:
+                guard_jacobian = guard_sign[..., None] * d_omega[:, :, None, :] * self.guard
                 return np.concatenate(
-                    [*linear.jacobian(d_omega), prior_rows, guard_jacobian.reshape(-1, len(theta))]
+                    [
+                        *linear.jacobian(d_omega),
+                        np.diag(self.prior_scale),
+                        guard_jacobian.reshape(-1, len(theta)),
+                    ]
                 )
 
             columns = linear.normal(d_omega)
-            guarded = guard_jacobian[guard_sign != 0]  # the few rows a guard holds (n, P)
+            held = np.nonzero(guard_sign)  # the few rows a guard holds: (q, branch, side)
+            guarded = guard_sign[held][:, None] * d_omega[held[:2]] * self.guard  # (n, P)
             derivatives = Derivatives(
                 columns,
                 columns.curvature + np.diag(self.prior_scale**2) + guarded.T @ guarded,
                 columns.scores.sum(axis=0)
                 + self.prior_scale * prior_residual
-                + guarded.T @ guard_rows[guard_sign != 0],
+                + guarded.T @ guard_rows[held],
                 rows,
             )
         return Evaluation(
@@ -219,8 +221,7 @@ class SpectrumFit:
         .rss`` for many θ at once, MISFIT_CHUNK to an eigen-solve (screening hundreds of starts
         costs a few of the per-θ calls)."""
         thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
-        with self._counting:
-            self.n_forward += len(thetas)
+        self.n_forward += len(thetas)
         out = []
         for first in range(0, len(thetas), MISFIT_CHUNK):
             matrices = self.basis.dynamical_matrices(thetas[first : first + MISFIT_CHUNK])
