@@ -74,21 +74,29 @@ def test_truth_off_the_centre_is_found_or_honestly_bracketed(ge, off_centre):
     (300 counts) cannot single out its minimum among neighbours 1–3 meV away that fit as well
     (Δχ² ≪ √(2n)), so what is asserted is that the answer is far better than the median and
     that its intervals hold the truth: ≥ 80 % of the parameters within 3σ and of the
-    dispersion points inside the 5–95 % band."""
+    dispersion points inside the 5–95 % band, pooled over three search seeds. The band of one
+    search depends on which near-equal minima it met (here 0.78–0.90 of the points for seeds
+    0–2), as on the held-out bench, where 24 % of the Ge spectra held under 80 % in a band
+    that held 90 % of all points (``benchmarks/calibration.py``, seed 5)."""
     material, fcspace = ge
-    truth, spectrum, inference = off_centre
+    truth, spectrum, first = off_centre
     basis = dynamics_basis(fcspace, spectrum.qpoints)
     truth_frequencies = basis.frequencies(truth)
-    error = np.sqrt(np.mean((inference.frequencies - truth_frequencies) ** 2))
     median = basis.frequencies(reference_theta(material, fcspace)) - truth_frequencies
     assert np.sqrt(np.mean(median**2)) > 5.0  # meV: the ensemble median is far off …
-    assert error < 2.0  # … the answer is not
-    z = (inference.theta - truth) / inference.std
-    assert np.mean(np.abs(z) < 3) >= 0.8
-    inside = (truth_frequencies >= inference.band_low) & (truth_frequencies <= inference.band_high)
+    inferences = [first] + [infer(spectrum, material, fcspace, seed=seed) for seed in (1, 2)]
+    within, inside = [], []
+    for inference in inferences:
+        error = np.sqrt(np.mean((inference.frequencies - truth_frequencies) ** 2))
+        assert error < 2.0  # … the answer is not
+        within.append(np.abs(inference.theta - truth) < 3 * inference.std)
+        inside.append(
+            (truth_frequencies >= inference.band_low) & (truth_frequencies <= inference.band_high)
+        )
+        assert np.all(inference.band_low <= inference.frequencies + 1e-9)
+        assert np.all(inference.frequencies <= inference.band_high + 1e-9)
+    assert np.mean(within) >= 0.8
     assert np.mean(inside) >= 0.8
-    assert np.all(inference.band_low <= inference.frequencies + 1e-9)
-    assert np.all(inference.frequencies <= inference.band_high + 1e-9)
 
 
 def test_same_input_and_seed_give_the_same_answer(ge, off_centre):

@@ -27,11 +27,14 @@ from fcinvert.inversion.refine import (
     batched_nnls,
     branch_weights,
     iterative_baseline,
+    merged_bins,
     pixel_errors,
     refine,
     refine_spectrum,
 )
+from fcinvert.inversion.refine.peaks import PeakShape
 from fcinvert.physics.dynamics import StabilityCheck, dynamics_basis
+from fcinvert.physics.material import FWHM_TO_SIGMA, EnergyGrid
 from fcinvert.physics.spectra import render
 from fcinvert.physics.structure_factor import (
     StructureFactorModel,
@@ -328,6 +331,33 @@ def test_batched_nnls_equals_scipy(seed, rows, columns, ridge):
         expected, _ = nnls(matrix, np.concatenate([target[q], np.zeros(columns)]))
         assert np.allclose(solution[q], expected, atol=1e-8)
         assert np.array_equal(free[q], solution[q] > 0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    factor=st.integers(2, 4),
+    bins=st.integers(20, 41),
+    extra_fwhm=st.sampled_from([0.0, 1.0, 2.0]),
+)
+def test_merged_bins_keep_the_bin_integrated_model(seed, factor, bins, extra_fwhm):
+    """On bins ``factor`` times wider the model is the mean of the narrow bins' (it is
+    bin-integrated), so the coarse stage fits the same model to merged data; a run with an
+    unmeasured pixel is unmeasured; independent errors σ merge to σ/√factor."""
+    rng = np.random.default_rng(seed)
+    grid = EnergyGrid(0.25 + 0.5 * np.arange(bins), 0.5, 0.8, 0.02)
+    frequencies = rng.uniform(2.0, 0.5 * bins - 2.0, size=(3, 4))
+    narrow, _ = PeakShape(grid, extra_fwhm * FWHM_TO_SIGMA)(frequencies, derivative=False)
+    narrow = narrow.reshape(3 * 4, bins)
+    error = np.full_like(narrow, 0.1)
+    error[0, 1] = np.nan
+    merged, merged_error, wide = merged_bins(narrow, error, grid, factor)
+    wide_model, _ = PeakShape(wide, extra_fwhm * FWHM_TO_SIGMA)(frequencies, derivative=False)
+    assert wide.width == pytest.approx(0.5 * factor)
+    assert merged.shape == (12, bins // factor)
+    assert np.allclose(merged, wide_model.reshape(12, -1), atol=1e-9)
+    assert np.isnan(merged_error[0, 0]) and np.isfinite(merged_error[1:]).all()
+    assert np.allclose(merged_error[1:], 0.1 / np.sqrt(factor))
 
 
 def test_bad_inputs_are_one_line_errors(nb):

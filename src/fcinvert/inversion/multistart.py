@@ -7,7 +7,8 @@ posterior, the force-field members, the ensemble median — is first stretched t
 stiffness (``stretched``: the overall scale of θ that fits best; a Ge 1.6× stiffer than the
 median, at 25 counts, ended 4.5 meV off without it, 0.3–0.6 meV with it), then refined through
 the coarse stage of the continuation (cheap: a 2 meV wider model has fewer minima, and needs
-fewer q columns); the ``KEEP`` best distinct ones are refined to the end, and the lowest
+fewer q columns, and bins ``COARSE_BIN_SHARE`` of its extra width wide); the ``KEEP`` best
+distinct ones are refined to the end, and the lowest
 objective (the posterior's −2 log, the same prior for every start, so objectives compare) wins.
 The starts are refined side by side on ``WORKERS`` forked processes (``side_by_side``).
 
@@ -39,6 +40,7 @@ from fcinvert.inversion.refine import (
     Intensities,
     RefineResult,
     SpectrumFit,
+    merged_bins,
     pixel_errors,
     refine,
     spectrum_grid,
@@ -46,7 +48,7 @@ from fcinvert.inversion.refine import (
 from fcinvert.inversion.side_by_side import SideBySide
 from fcinvert.physics.dynamics import DynamicsBasis, dynamics_basis
 from fcinvert.physics.fcspace import FCSpace
-from fcinvert.physics.material import Material
+from fcinvert.physics.material import EnergyGrid, Material
 
 #: Distinct coarse results refined to the end.
 KEEP = 3
@@ -72,6 +74,11 @@ COARSE_COLUMNS = 100
 #: that finish the chosen ones (``refine.CONTINUATION`` split in two).
 COARSE_CONTINUATION = CONTINUATION[:1]
 FINE_CONTINUATION = CONTINUATION[1:]
+#: The coarse stage (and the stretch and screening on it) fits the data on energy bins merged
+#: up to this share of its extra FWHM (``merged_bins``: 0.5–0.7 meV bins in pairs at 2 meV):
+#: the bin-integrated model loses nothing the broadened one resolves, and the stage's cost,
+#: most of it per pixel, falls by nearly the merge factor.
+COARSE_BIN_SHARE = 0.7
 #: Frequency factors √s tried on every start before its coarse stage (θ → s·θ scales every
 #: frequency by √s exactly): 0.71 to 1.41, 9 % apart, 1 among them; then ±3 % around the best.
 STRETCHES = 1.09 ** np.arange(-4, 5)
@@ -147,16 +154,24 @@ def multistart(
     started = time.perf_counter()
     grid = spectrum_grid(material, spectrum)
     basis = dynamics_basis(fcspace, spectrum.qpoints) if basis is None else basis
-    errors = pixel_errors(spectrum.intensity, spectrum.error, grid)
-    options = dict(grid=grid, prior=prior, intensities=intensities)
+    intensity = np.asarray(spectrum.intensity, dtype=float)
+    errors = pixel_errors(intensity, spectrum.error, grid)
+    options = dict(prior=prior, intensities=intensities)
+    factor = coarse_bin_factor(grid)
     stride = max(1, len(spectrum.qpoints) // COARSE_COLUMNS)
     coarse_basis = DynamicsBasis(basis.qpoints[::stride], basis.matrices[:, ::stride])
+    coarse_intensity, coarse_errors, coarse_grid = merged_bins(
+        intensity[::stride], errors[::stride], grid, factor
+    )
     sparse = max(1, len(spectrum.qpoints) // STRETCH_COLUMNS)
+    stretch_intensity, stretch_errors, _ = merged_bins(
+        intensity[::sparse], errors[::sparse], grid, factor
+    )
     stretch_fit = SpectrumFit(
         DynamicsBasis(basis.qpoints[::sparse], basis.matrices[:, ::sparse]),
-        grid,
-        spectrum.intensity[::sparse],
-        errors[::sparse],
+        coarse_grid,
+        stretch_intensity,
+        stretch_errors,
         prior,
         intensities=intensities,
         extra_fwhm=COARSE_CONTINUATION[0],
@@ -166,14 +181,15 @@ def multistart(
         return refine(
             material,
             fcspace,
-            spectrum.intensity[::stride],
+            coarse_intensity,
             spectrum.qpoints[::stride],
             stretched(start.theta, stretch_fit),
-            error=errors[::stride],
+            error=coarse_errors,
             continuation=COARSE_CONTINUATION,
             partial=True,
             max_iterations=COARSE_ITERATIONS,
             basis=coarse_basis,
+            grid=coarse_grid,
             **options,
         )
 
@@ -181,12 +197,13 @@ def multistart(
         return refine(
             material,
             fcspace,
-            spectrum.intensity,
+            intensity,
             spectrum.qpoints,
             theta,
             error=errors,
             continuation=FINE_CONTINUATION,
             basis=basis,
+            grid=grid,
             **options,
         )
 
@@ -222,6 +239,12 @@ def multistart(
         n_forward,
         time.perf_counter() - started,
     )
+
+
+def coarse_bin_factor(grid: EnergyGrid) -> int:
+    """How many of ``grid``'s bins the coarse stage merges into one: as many as fit in
+    COARSE_BIN_SHARE of its extra FWHM, at least 1."""
+    return max(1, int(COARSE_BIN_SHARE * COARSE_CONTINUATION[0] / grid.width + 1e-9))
 
 
 def starts_text(names: list[str], shown: int = 3) -> str:

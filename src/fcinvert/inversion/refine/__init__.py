@@ -38,7 +38,12 @@ from fcinvert.inversion.refine.driver import (
 )
 from fcinvert.inversion.refine.intensities import INTENSITY_MODELS, Intensities, branch_weights
 from fcinvert.inversion.refine.levenberg_marquardt import METHODS, Method
-from fcinvert.inversion.refine.measured import noise_level, pixel_errors, spectrum_grid
+from fcinvert.inversion.refine.measured import (
+    merged_bins,
+    noise_level,
+    pixel_errors,
+    spectrum_grid,
+)
 from fcinvert.inversion.refine.nnls import batched_nnls
 from fcinvert.inversion.refine.spectrum_fit import (
     MISFIT_CHUNK,
@@ -66,6 +71,7 @@ __all__ = [
     "branch_weights",
     "column_misfit",
     "iterative_baseline",
+    "merged_bins",
     "noise_level",
     "pixel_errors",
     "refine",

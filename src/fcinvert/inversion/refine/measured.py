@@ -1,5 +1,6 @@
 """The measured side of a refinement: a spectrum's energy bins, the one-σ errors its pixels are
-weighted by, the smoothing of a continuation stage, and the noise of one pixel."""
+weighted by, wider bins for a coarse stage, the smoothing of a continuation stage, and the
+noise of one pixel."""
 
 from __future__ import annotations
 
@@ -47,6 +48,30 @@ def pixel_errors(intensity: np.ndarray, error: np.ndarray | None, grid: EnergyGr
     positive = variance[measured & (variance > 0)]
     floor = 1e-2 * float(np.percentile(positive, 99)) if positive.size else 1.0
     return np.where(measured, np.sqrt(np.maximum(variance, floor)), np.nan)
+
+
+def merged_bins(
+    intensity: np.ndarray, error: np.ndarray, grid: EnergyGrid, factor: int
+) -> tuple[np.ndarray, np.ndarray, EnergyGrid]:
+    """Intensity and one-σ errors (nq, nE) on bins ``factor`` times wider: the mean of each run
+    of ``factor`` adjacent bins (a trailing remainder is dropped), its error √(Σσ²)/factor, NaN
+    when any pixel of the run is unmeasured; and the wider grid (same resolution).
+
+    The model is bin-integrated (``peaks``), so on the wider bins it is the mean of the narrow
+    ones' and the fit sees the same information on θ from a factor fewer pixels: what a coarse
+    stage, whose extra width the narrow bins do not resolve, needs."""
+    if factor <= 1:
+        return intensity, error, grid
+    kept = intensity.shape[1] // factor * factor
+
+    def runs(values: np.ndarray) -> np.ndarray:
+        return values[:, :kept].reshape(len(values), kept // factor, factor)
+
+    wide = EnergyGrid(
+        runs(grid.centres[None, :]).mean(axis=-1)[0], grid.width * factor, grid.fwhm0, grid.slope
+    )
+    merged_error = np.sqrt(np.sum(runs(error) ** 2, axis=-1)) / factor
+    return runs(intensity).mean(axis=-1), merged_error, wide
 
 
 def smooth(data: np.ndarray, measured: np.ndarray, grid: EnergyGrid, sigma: float) -> np.ndarray:
