@@ -6,7 +6,8 @@
 # augmentation instead (B uniform in [0, 0.2], peak counts log-uniform in 5–1000 per spectrum);
 # `noise-mix` leaves half of the spectra clean (`--clean-share 0.5`), so that the clean accuracy
 # is kept (a quarter kept Nb's FC4 at 0.979 clean; half gave 0.982): `nb 3 noise-mix` made the
-# shipped `nb-paper-resnet-noise`.
+# shipped `nb-paper-resnet-noise` (from the `nb-paper-resnet` shipped then, sha256 cd55f2be…;
+# the one shipped now was fine-tuned further: its logs/README.md).
 #
 #   bash scripts/finetune_shipped_resnet.sh ge [epochs] [clean|noise|noise-mix]   # then nb
 #
