@@ -21,6 +21,7 @@ from fcinvert.inversion import side_by_side
 from fcinvert.inversion.multistart import (
     MultiStartResult,
     ambiguity_notes,
+    coarse_bin_factor,
     screened,
     stretched,
 )
@@ -29,6 +30,7 @@ from fcinvert.inversion.prior import Start, load_prior_ensemble
 from fcinvert.inversion.refine import CONTINUATION, SpectrumFit, spectrum_grid
 from fcinvert.inversion.result_file import write_inference
 from fcinvert.physics.dynamics import dynamics_basis
+from fcinvert.physics.material import EnergyGrid
 from fcinvert.physics.structure_factor import (
     StructureFactorModel,
     folded_spectrum,
@@ -270,3 +272,20 @@ def test_the_answer_does_not_depend_on_the_number_of_workers(ge, monkeypatch):
         assert np.array_equal(answers[0][0], other[0])
         assert np.array_equal(answers[0][1], other[1])
         assert answers[0][2] == other[2]
+
+
+def test_coarse_bins_merge_in_pairs_unless_that_drops_measured_pixels():
+    """0.5 meV bins merge in pairs for the 2 meV coarse stage; contiguous gaps (a cut top of
+    the window, whole columns) lose only edges and still merge; 30 % scattered missing pixels
+    would leave half of the pairs unmeasured, so those data are fitted on their own bins."""
+    grid = EnergyGrid(0.25 + 0.5 * np.arange(80), 0.5, 1.0, 0.02)
+    errors = np.ones((200, 80))
+    assert coarse_bin_factor(grid, errors) == 2
+    assert coarse_bin_factor(EnergyGrid(grid.centres * 4, 2.0, 1.0, 0.02), errors) == 1
+    contiguous = errors.copy()
+    contiguous[:, 61:] = np.nan
+    contiguous[50:70] = np.nan
+    assert coarse_bin_factor(grid, contiguous) == 2
+    scattered = errors.copy()
+    scattered[np.random.default_rng(0).random(errors.shape) < 0.3] = np.nan
+    assert coarse_bin_factor(grid, scattered) == 1
