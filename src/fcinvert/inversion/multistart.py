@@ -40,6 +40,7 @@ from fcinvert.inversion.refine import (
     Intensities,
     RefineResult,
     SpectrumFit,
+    bin_runs,
     merged_bins,
     pixel_errors,
     refine,
@@ -252,8 +253,7 @@ def coarse_bin_factor(grid: EnergyGrid, errors: np.ndarray) -> int:
     COARSE_BINS_KEEP of the measured pixels (``errors`` (nq, nE), NaN = unmeasured)."""
     factor = max(1, int(COARSE_BIN_SHARE * COARSE_CONTINUATION[0] / grid.width + 1e-9))
     measured = np.isfinite(errors)
-    kept = measured[:, : measured.shape[1] // factor * factor]
-    kept = kept.reshape(len(measured), -1, factor).all(axis=-1).sum() * factor
+    kept = bin_runs(measured, factor).all(axis=-1).sum() * factor
     return factor if kept >= COARSE_BINS_KEEP * measured.sum() else 1
 
 

@@ -39,6 +39,7 @@ from fcinvert.inversion.refine.driver import (
 from fcinvert.inversion.refine.intensities import INTENSITY_MODELS, Intensities, branch_weights
 from fcinvert.inversion.refine.levenberg_marquardt import METHODS, Method
 from fcinvert.inversion.refine.measured import (
+    bin_runs,
     merged_bins,
     noise_level,
     pixel_errors,
@@ -68,6 +69,7 @@ __all__ = [
     "SpectrumFit",
     "StageLog",
     "batched_nnls",
+    "bin_runs",
     "branch_weights",
     "column_misfit",
     "iterative_baseline",

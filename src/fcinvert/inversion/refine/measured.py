@@ -62,16 +62,17 @@ def merged_bins(
     stage, whose extra width the narrow bins do not resolve, needs."""
     if factor <= 1:
         return intensity, error, grid
-    kept = intensity.shape[1] // factor * factor
+    centres = bin_runs(grid.centres[None, :], factor).mean(axis=-1)[0]
+    wide = EnergyGrid(centres, grid.width * factor, grid.fwhm0, grid.slope)
+    merged_error = np.sqrt(np.sum(bin_runs(error, factor) ** 2, axis=-1)) / factor
+    return bin_runs(intensity, factor).mean(axis=-1), merged_error, wide
 
-    def runs(values: np.ndarray) -> np.ndarray:
-        return values[:, :kept].reshape(len(values), kept // factor, factor)
 
-    wide = EnergyGrid(
-        runs(grid.centres[None, :]).mean(axis=-1)[0], grid.width * factor, grid.fwhm0, grid.slope
-    )
-    merged_error = np.sqrt(np.sum(runs(error) ** 2, axis=-1)) / factor
-    return runs(intensity).mean(axis=-1), merged_error, wide
+def bin_runs(values: np.ndarray, factor: int) -> np.ndarray:
+    """Pixels (nq, nE) as runs of ``factor`` adjacent energy bins (nq, nE // factor, factor),
+    a trailing remainder dropped: the bins ``merged_bins`` merges."""
+    kept = values.shape[1] // factor * factor
+    return values[:, :kept].reshape(len(values), kept // factor, factor)
 
 
 def smooth(data: np.ndarray, measured: np.ndarray, grid: EnergyGrid, sigma: float) -> np.ndarray:
